@@ -1,0 +1,32 @@
+"""nndiag: tells a PyTorch user, before a long training run, whether their model can train.
+
+``import nndiag`` is cheap (no torch): the heavy parts load on first use.
+
+    >>> report = nndiag.check("reference_models/mlp.py")          # doctest: +SKIP
+    >>> report.exit_code()                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nndiag.hookspecs import hookimpl
+from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
+
+__version__ = "0.1.0"
+
+__all__ = ["check", "hookimpl", "Probe", "Finding", "ProbeResult", "Report", "Status",
+           "SubjectReport", "threshold", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy exports: these pull in torch, which `nndiag --help` and the pytest plugin must not pay for.
+    if name == "check":
+        from nndiag.api import check
+
+        return check
+    if name in ("Probe", "threshold"):
+        from nndiag import probe
+
+        return getattr(probe, name)
+    raise AttributeError(f"module 'nndiag' has no attribute {name!r}")

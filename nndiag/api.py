@@ -1,0 +1,94 @@
+"""The Python API: ``nndiag.check(...)`` on a model file or on objects passed directly.
+
+The pytest fixture and user scripts call this; the CLI calls :func:`nndiag.runner.check_paths`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from nndiag.errors import UsageError
+from nndiag.report import Report
+
+
+def check(
+    path: str | Path | None = None,
+    *,
+    model: Any = None,
+    batch: Any = None,
+    batches: Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
+    loss_fn: Callable[..., Any] | None = None,
+    optimizer: Callable[..., Any] | None = None,
+    training_step: Callable[..., Any] | None = None,
+    train_step: Callable[..., Any] | None = None,
+    probes: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    weights: str | Path | None = None,
+    name: str | None = None,
+    plugins: Sequence[object] = (),
+    **probe_settings: Mapping[str, Any],
+) -> Report:
+    """Run probes and return the :class:`~nndiag.report.Report`.
+
+    Either ``path`` (a model file, contract §1) or ``model`` (an ``nn.Module``, never modified, or a
+    zero-argument factory) with ``batch`` (one ``(inputs, targets)``) or ``batches`` and
+    ``loss_fn``/``training_step``/``train_step``. ``optimizer`` is a factory ``params -> Optimizer``.
+    Per-probe settings go in ``settings={"overfit": {"steps": 300}}`` or as keywords with the probe
+    id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``.
+    """
+    from nndiag.runner import RunOptions, check_paths, check_subject
+
+    merged = {k.replace("_", "-"): dict(v) for k, v in probe_settings.items()}
+    for key, value in (settings or {}).items():
+        merged.setdefault(key, {}).update(value)
+    options = RunOptions(probes=tuple(probes), skip=tuple(skip), seed=seed, device=device,
+                         settings=merged, weights=weights, extra_plugins=tuple(plugins))
+    if path is not None:
+        if model is not None:
+            raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")
+        return check_paths([path], options)
+    subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
+                                   optimizer=optimizer, training_step=training_step,
+                                   train_step=train_step, name=name)
+    report = Report((check_subject(subject, options),))
+    return report
+
+
+def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optimizer=None,
+                         training_step=None, train_step=None, name=None):
+    """A Subject from objects in memory, validated like a model file (same messages)."""
+    import torch
+
+    from nndiag.subject import Subject, copy_user_model
+
+    if model is None:
+        raise UsageError("check() needs a model file or model=.",
+                         hint="Pass check('model.py') or check(model=MyNet(), batch=(x, y), loss_fn=...).")
+    if isinstance(model, torch.nn.Module):
+        factory, source, user_model = copy_user_model(model), "model", model
+    elif callable(model):
+        factory, source, user_model = model, "model()", None
+    else:
+        raise UsageError(f"model= is a {type(model).__name__}, not an nn.Module or a factory.",
+                         hint="Pass model=MyNet() or model=lambda: MyNet().")
+    if batch is not None and batches is not None:
+        raise UsageError("check() got both batch= and batches=.", hint="Pass one of them.")
+    if batch is not None:
+        source_fn, data_source = (lambda: [batch]), "batch"
+    elif batches is not None:
+        source_fn = batches if callable(batches) else (lambda: batches)
+        data_source = "batches"
+    else:
+        raise UsageError("check() needs data: batch=(inputs, targets) or batches=<iterable>.",
+                         hint="e.g. batch=(torch.randn(32, 784), torch.randint(0, 10, (32,))).")
+    if loss_fn is None and training_step is None and train_step is None:
+        raise UsageError("check() needs loss_fn=, training_step= or train_step=.",
+                         hint="e.g. loss_fn=torch.nn.CrossEntropyLoss().")
+    return Subject(name=name or type(user_model or model).__name__, model_factory=factory,
+                   batches=source_fn, loss_fn=loss_fn, optimizer_factory=optimizer,
+                   training_step=training_step, train_step=train_step, model_source=source,
+                   data_source=data_source, user_model=user_model)

@@ -1,0 +1,192 @@
+"""Loading a model file (contract §1) into a :class:`~nndiag.subject.Subject`.
+
+The file is imported by path under a private module name, with its own folder first on
+``sys.path`` while it loads (so ``import my_sibling`` works), and removed from it afterwards.
+Every way this can go wrong ends in a :class:`~nndiag.errors.ModelFileError` that names the
+problem and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from nndiag.errors import ModelFileError, describe_exception
+from nndiag.subject import Subject, copy_user_model
+
+CONFIG_KEYS = {"probes", "skip", "seed", "weights", "device"}  # plus one key per probe id
+
+_counter = itertools.count()
+
+_MODEL_EXAMPLE = "def build_model():\n    return torch.nn.Sequential(torch.nn.Linear(784, 10))"
+_DATA_EXAMPLE = "def sample_batch():\n    return torch.randn(32, 784), torch.randint(0, 10, (32,))"
+_LOSS_EXAMPLE = "loss_fn = torch.nn.CrossEntropyLoss()"
+
+
+def import_model_file(path: str | Path) -> ModuleType:
+    """Import the file at ``path`` as a fresh module, with its folder on ``sys.path`` meanwhile."""
+    file = Path(path)
+    if not file.exists():
+        raise ModelFileError(
+            f"No such model file: {path}.", hint="Check the path (it is relative to the current folder)."
+        )
+    if file.is_dir():
+        raise ModelFileError(
+            f"{path} is a folder, not a model file.", hint="Pass the .py file that defines build_model()."
+        )
+    if file.suffix != ".py":
+        raise ModelFileError(
+            f"{path} is not a Python file (expected a .py file).",
+            hint="Pass a .py file that defines build_model() or model, data and a loss.",
+        )
+    try:
+        source = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ModelFileError(
+            f"{path} is not a text file in UTF-8, so it cannot be Python source.",
+            hint="Pass the .py source file of your model.",
+        ) from None
+    try:
+        code = compile(source, str(file), "exec")
+    except SyntaxError as exc:
+        raise ModelFileError(
+            f"{path} has a syntax error at line {exc.lineno}: {exc.msg}.",
+            hint="Fix that line; `python -m py_compile " + str(path) + "` shows the same error.",
+        ) from exc
+
+    name = f"_nndiag_subject_{next(_counter)}_{file.stem}"
+    module = ModuleType(name)
+    module.__file__ = str(file.resolve())
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module  # dataclasses and pickling look the module up while it executes
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running the user's file is the point
+    except SystemExit as exc:
+        raise ModelFileError(
+            f"{path} called sys.exit({exc.code}) while being imported.",
+            hint="Put script code under `if __name__ == '__main__':` so importing the file only defines things.",
+        ) from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFileError(
+            f"Importing {path} raised {describe_exception(exc)}.",
+            hint="Fix the error (run with --traceback to see the line), or move slow or fragile "
+            "work into build_model()/dataloader().",
+        ) from exc
+    finally:
+        sys.modules.pop(name, None)
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # the file removed it itself
+            pass
+    return module
+
+
+def _first(module: ModuleType, *names: str) -> tuple[str, Any] | tuple[None, None]:
+    for n in names:
+        if hasattr(module, n):
+            return n, getattr(module, n)
+    return None, None
+
+
+def subject_from_module(module: ModuleType, name: str) -> Subject:
+    """Find the contract's names in an imported model file and build the Subject."""
+    found, obj = _first(module, "build_model", "model")
+    if found is None:
+        raise ModelFileError(
+            f"{name} defines neither build_model() nor model.",
+            hint="Add a function that returns a fresh model, e.g.\n    " + _MODEL_EXAMPLE.replace("\n", "\n    "),
+        )
+    if found == "build_model":
+        if not callable(obj):
+            raise ModelFileError(f"build_model in {name} is not a function.", hint="Define `def build_model(): ...`.")
+        factory, model_source, user_model = obj, "build_model()", None
+    else:
+        if not isinstance(obj, torch.nn.Module):
+            raise ModelFileError(
+                f"model in {name} is a {type(obj).__name__}, not a torch.nn.Module.",
+                hint="Set `model = MyNet()` or define build_model().",
+            )
+        factory, model_source, user_model = copy_user_model(obj), "model", obj
+
+    batches, data_source = _data_source(module, name)
+
+    _, loss_fn = _first(module, "loss_fn", "criterion")
+    training_step = getattr(module, "training_step", None)
+    train_step = getattr(module, "train_step", None)
+    if loss_fn is None and training_step is None and train_step is None:
+        raise ModelFileError(
+            f"{name} defines no loss: none of loss_fn, criterion, training_step or train_step.",
+            hint="Add e.g. `" + _LOSS_EXAMPLE + "`.",
+        )
+    for attr, value in (("loss_fn", loss_fn), ("training_step", training_step), ("train_step", train_step)):
+        if value is not None and not callable(value):
+            raise ModelFileError(f"{attr} in {name} is not callable.", hint=f"Make {attr} a function or a loss module.")
+
+    optimizer_factory = getattr(module, "build_optimizer", None)
+    if optimizer_factory is not None and not callable(optimizer_factory):
+        raise ModelFileError(
+            f"build_optimizer in {name} is not a function.",
+            hint="Define `def build_optimizer(params): return torch.optim.Adam(params, lr=1e-3)`.",
+        )
+    config = getattr(module, "nndiag_config", {}) or {}
+    if not isinstance(config, dict):
+        raise ModelFileError(
+            f"nndiag_config in {name} is a {type(config).__name__}, not a dict.",
+            hint='Write e.g. nndiag_config = {"skip": ["lr-range"], "overfit": {"steps": 300}}.',
+        )
+    weights = config.get("weights")
+    if weights is not None:
+        weights = (Path(module.__file__).parent / weights).resolve()
+    return Subject(
+        name=name,
+        model_factory=factory,
+        batches=batches,
+        loss_fn=loss_fn,
+        optimizer_factory=optimizer_factory,
+        training_step=training_step,
+        train_step=train_step,
+        config=dict(config),
+        weights=weights,
+        model_source=model_source,
+        data_source=data_source,
+        user_model=user_model,
+    )
+
+
+def _data_source(module: ModuleType, name: str):
+    if callable(getattr(module, "sample_batch", None)):
+        fn = module.sample_batch
+        return (lambda: [fn()]), "sample_batch()"
+    if hasattr(module, "train_loader"):
+        loader = module.train_loader
+        return (lambda: loader), "train_loader"
+    if callable(getattr(module, "dataloader", None)):
+        return module.dataloader, "dataloader()"
+    raise ModelFileError(
+        f"{name} gives no data: none of sample_batch(), train_loader or dataloader() is defined.",
+        hint="Add e.g.\n    " + _DATA_EXAMPLE.replace("\n", "\n    "),
+    )
+
+
+def load_model_file(path: str | Path, *, weights: str | Path | None = None) -> Subject:
+    """Import a model file and return its Subject; ModelFileError when it cannot be used."""
+    module = import_model_file(path)
+    subject = subject_from_module(module, str(path))
+    if weights is not None:
+        wpath = Path(weights)
+        if not wpath.is_file():
+            raise ModelFileError(f"No such weights file: {weights}.", hint="Pass the path of a saved state_dict (.pt).")
+        subject.weights = wpath.resolve()
+    if subject.weights is not None and not Path(subject.weights).is_file():
+        raise ModelFileError(
+            f"nndiag_config of {path} names the weights file {subject.weights}, which does not exist.",
+            hint="Train the model first (python -m reference_models.train NAME --out DIR) or fix the path.",
+        )
+    return subject

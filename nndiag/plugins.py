@@ -1,0 +1,125 @@
+"""The plugin manager: built-in probes and third-party plugins through one path.
+
+Built in a function, never at import time, so importing nndiag stays cheap. Third-party plugins
+come from the ``nndiag`` entry-point group; ``NNDIAG_DISABLED_PLUGINS`` (comma-separated plugin or
+entry-point names) blocks named ones, like tox's ``TOX_DISABLED_EXTERNAL_PLUGINS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import pluggy
+
+from nndiag import hookspecs
+from nndiag.errors import UsageError
+
+ENTRY_POINT_GROUP = "nndiag"
+DISABLE_ENV = "NNDIAG_DISABLED_PLUGINS"
+
+# Built-in plugins, registered exactly like third-party ones (datasette's DEFAULT_PLUGINS).
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "nndiag.probes.params",
+    "nndiag.probes.data",
+    "nndiag.probes.nan",
+    "nndiag.probes.gradients",
+    "nndiag.probes.dead_neurons",
+    "nndiag.probes.saturation",
+    "nndiag.probes.loss_setup",
+    "nndiag.probes.overfit",
+    "nndiag.probes.lr_range",
+    "nndiag.probes.updates",
+    "nndiag.probes.batch_independence",
+)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A registered probe: its id, class and the plugin that provided it."""
+
+    id: str
+    cls: type
+    plugin: str
+
+    @property
+    def description(self) -> str:
+        """The probe's one-line description."""
+        return self.cls.description
+
+
+def _disabled() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_points: bool = True) -> pluggy.PluginManager:
+    """A plugin manager with the built-ins, the entry-point plugins and ``extra_plugins``.
+
+    ``pm.check_pending()`` makes a misspelled ``nndiag_*`` hook fail loudly instead of being ignored.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    disabled = _disabled()
+    for name in DEFAULT_PLUGINS:
+        if name not in disabled:
+            pm.register(importlib.import_module(name), name=name)
+    if load_entry_points:
+        for name in disabled:
+            pm.set_blocked(name)
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", None) or repr(plugin)
+        if pm.is_registered(plugin) or name in disabled:
+            continue
+        pm.register(plugin, name=name)
+    pm.check_pending()
+    return pm
+
+
+def collect_probes(pm: pluggy.PluginManager) -> dict[str, ProbeSpec]:
+    """Every registered probe by id, sorted by id; UsageError naming both plugins on a duplicate id."""
+    specs: dict[str, ProbeSpec] = {}
+    for impl in pm.hook.nndiag_register_probes.get_hookimpls():
+        plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        for cls in impl.function() or ():
+            probe_id = getattr(cls, "id", "")
+            if not probe_id:
+                raise UsageError(f"Plugin {plugin_name} registers a probe class {cls.__name__} with no id.",
+                                 hint="Set the class attribute `id`.")
+            if probe_id in specs:
+                raise UsageError(
+                    f"Probe id {probe_id!r} is registered twice: by {specs[probe_id].plugin} and by {plugin_name}.",
+                    hint=f"Rename one of them, or block a plugin with {DISABLE_ENV}=<name>.",
+                )
+            specs[probe_id] = ProbeSpec(probe_id, cls, plugin_name)
+    return dict(sorted(specs.items()))
+
+
+def select_probes(
+    available: dict[str, ProbeSpec], only: Iterable[str] = (), skip: Iterable[str] = ()
+) -> list[ProbeSpec]:
+    """The probes to run, in registry order: ``only`` (if given) minus ``skip``.
+
+    UsageError naming the known ids for any unknown id, so a typo never silently checks nothing.
+    """
+    only, skip = list(only), list(skip)
+    unknown = [p for p in only + skip if p not in available]
+    if unknown:
+        raise UsageError(
+            f"Unknown probe id {', '.join(repr(u) for u in unknown)}.",
+            hint=f"Known probes: {', '.join(available)} (see `nndiag probes`).",
+        )
+    chosen = [s for pid, s in available.items() if (not only or pid in only) and pid not in skip]
+    return _in_cost_order(chosen)
+
+
+# Cheap probes first so a run that gets interrupted has the quick answers; the rest by id.
+_COST_ORDER = ("params", "data", "nan", "gradients", "loss-setup", "updates", "dead-neurons",
+               "saturation", "batch-independence", "overfit", "lr-range")
+
+
+def _in_cost_order(specs: list[ProbeSpec]) -> list[ProbeSpec]:
+    rank = {pid: i for i, pid in enumerate(_COST_ORDER)}
+    return sorted(specs, key=lambda s: (rank.get(s.id, len(rank)), s.id))

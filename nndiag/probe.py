@@ -1,0 +1,208 @@
+"""The probe base class, its configuration, and the context a probe runs in.
+
+A probe is a plain class: an ``id``, a one-line ``description``, a ``Config`` dataclass of
+thresholds (defaults cite their source in the field's ``metadata["source"]``) and one method,
+:meth:`Probe.run`, that looks at the subject through a :class:`ProbeContext` and fills an
+:class:`Outcome`. Probes reach the runner through the ``nndiag_register_probes`` hook, built-in
+and third-party alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+from nndiag.errors import ProbeSkipped, UsageError
+from nndiag.report import Finding, Status
+
+
+def threshold(default: Any, source: str, help: str = "") -> Any:
+    """A config field whose default cites where the number comes from (shown in docs and HTML)."""
+    return field(default=default, metadata={"source": source, "help": help})
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """Config of a probe with no settings."""
+
+
+class Outcome:
+    """What a probe fills in while it runs; the runner turns it into a frozen ProbeResult.
+
+    The status is the worst finding's severity (``pass`` with no findings) unless the probe
+    skipped. ``summary`` is one sentence for the terminal table.
+    """
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.metrics: dict[str, Any] = {}
+        self.data: dict[str, Any] = {}
+        self.summary: str = ""
+        self.skip_reason: str | None = None
+
+    def finding(
+        self,
+        severity: Status | str,
+        message: str,
+        *,
+        where: str = "",
+        value: float | None = None,
+        limit: float | None = None,
+        metric: str = "",
+    ) -> Finding:
+        """Record a finding (severity ``warn`` or ``fail``, or ``pass`` for a noted fact)."""
+        f = Finding(Status(severity), message, where, _num(value), _num(limit), metric)
+        self.findings.append(f)
+        return f
+
+    def fail(self, message: str, **kw: Any) -> Finding:
+        """Shorthand for a ``fail`` finding."""
+        return self.finding(Status.FAIL, message, **kw)
+
+    def warn(self, message: str, **kw: Any) -> Finding:
+        """Shorthand for a ``warn`` finding."""
+        return self.finding(Status.WARN, message, **kw)
+
+    def metric(self, name: str, value: Any) -> None:
+        """Record a scalar metric (one CSV row)."""
+        self.metrics[name] = _num(value)
+
+    def skip(self, reason: str) -> None:
+        """End the probe as ``skip`` with the reason (raises, so nothing after it runs)."""
+        raise ProbeSkipped(reason)
+
+    @property
+    def status(self) -> Status:
+        """Skip when skipped, else the worst severity among the findings (pass when none)."""
+        if self.skip_reason is not None:
+            return Status.SKIP
+        return Status.worst([f.severity for f in self.findings] or [Status.PASS])
+
+
+def _num(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+class Probe:
+    """Base class of every probe. Subclasses set ``id``, ``description``, ``Config`` and ``run``."""
+
+    id: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def run(self, ctx: "ProbeContext", out: Outcome) -> None:
+        """Look at the subject through ``ctx`` and record findings, metrics and a summary in ``out``."""
+        raise NotImplementedError
+
+
+def build_config(probe_cls: type[Probe], settings: Mapping[str, Any] | None) -> Any:
+    """The probe's Config with ``settings`` applied; UsageError naming the valid keys otherwise.
+
+    Values given as strings (from the command line) are converted to the field's type.
+    """
+    cfg_cls = probe_cls.Config
+    settings = dict(settings or {})
+    fields = {f.name: f for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        valid = ", ".join(sorted(fields)) or "none"
+        raise UsageError(
+            f"Unknown setting {', '.join(unknown)} for probe {probe_cls.id!r}.",
+            hint=f"Valid settings: {valid}.",
+        )
+    defaults = cfg_cls()
+    values = {}
+    for key, raw in settings.items():
+        values[key] = _coerce(raw, getattr(defaults, key), f"{probe_cls.id}.{key}")
+    return dataclasses.replace(defaults, **values)
+
+
+def _coerce(raw: Any, default: Any, name: str) -> Any:
+    if not isinstance(raw, str) or isinstance(default, str) or default is None:
+        return raw
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, (tuple, list)):
+            return tuple(type(default[0])(x) if default else x for x in raw.split(","))
+    except ValueError:
+        raise UsageError(
+            f"Setting {name}={raw!r} is not a valid {type(default).__name__}.",
+            hint=f"The default is {default!r}.",
+        ) from None
+    return raw
+
+
+def config_sources(probe_cls: type[Probe]) -> list[dict[str, Any]]:
+    """Each config field with its default, source and help: for docs, HTML and ``nndiag probes``."""
+    out = []
+    for f in dataclasses.fields(probe_cls.Config):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append({"name": f.name, "default": default, "source": f.metadata.get("source", ""),
+                    "help": f.metadata.get("help", "")})
+    return out
+
+
+class ProbeContext:
+    """What a probe sees: the workbench (models, batches, user code), the run seed, and the cache
+    of shared passes so that two probes needing the same pass compute it once."""
+
+    def __init__(self, bench: Any, shared: dict[Any, Any], probe_id: str) -> None:
+        self.bench = bench
+        self._shared = shared
+        self.probe_id = probe_id
+
+    @property
+    def subject(self):
+        """The Subject being checked."""
+        return self.bench.subject
+
+    @property
+    def seed(self) -> int:
+        """The run seed (``--seed``)."""
+        return self.bench.seed
+
+    @property
+    def device(self):
+        """The torch device the probes run on."""
+        return self.bench.device
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The value of a shared pass: computed on first use (under the run seed), then reused.
+
+        A pass that raised re-raises the same error for every probe that asks for it.
+        """
+        if key not in self._shared:
+            from nndiag.seeding import fork_seeded
+
+            try:
+                with fork_seeded(self.seed):
+                    self._shared[key] = ("ok", compute())
+            except Exception as exc:  # noqa: BLE001 - replayed for every probe needing the pass
+                self._shared[key] = ("error", exc)
+        kind, value = self._shared[key]
+        if kind == "error":
+            raise value
+        return value

@@ -1,0 +1,1 @@
+"""Probe module data: not written yet; registers no probe until it is."""

@@ -1,0 +1,1 @@
+"""Probe module gradients: not written yet; registers no probe until it is."""

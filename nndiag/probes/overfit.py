@@ -1,0 +1,1 @@
+"""Probe module overfit: not written yet; registers no probe until it is."""

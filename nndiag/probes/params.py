@@ -1,0 +1,146 @@
+"""``params``: parameter counts per layer and in total, trainable and frozen.
+
+Shared (tied) parameters are counted once, at the first module that owns them: torchinfo 1.8.0
+counts a tied embedding/output weight twice (torchinfo #322, #377; checked in
+tests/test_probe_params.py), so the counts here are our own, deduplicated by identity, and torchinfo
+supplies the layer table's output shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nndiag.batches import split_batch
+from nndiag.errors import SubjectError
+from nndiag.hookspecs import hookimpl
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+
+
+@dataclass(frozen=True)
+class ParamsConfig:
+    """Settings of the params probe."""
+
+    expected_total: int | None = threshold(
+        None, "the user's own expectation (nndiag_config)", "fail when the total differs")
+    expected_trainable: int | None = threshold(
+        None, "the user's own expectation (nndiag_config)", "fail when the trainable count differs")
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """Parameters owned directly by one module (not its children)."""
+
+    path: str
+    kind: str
+    trainable: int
+    frozen: int
+    shared_with: tuple[str, ...] = ()  # parameters already counted at these modules
+
+    @property
+    def total(self) -> int:
+        """trainable + frozen."""
+        return self.trainable + self.frozen
+
+
+def count_parameters(model: torch.nn.Module) -> list[LayerCount]:
+    """Per module, its own parameters; a parameter seen before (tied) counts only at its first owner."""
+    owner: dict[int, str] = {}
+    layers = []
+    for path, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False))
+        if not own:
+            continue
+        trainable = frozen = 0
+        shared = []
+        for _, p in own:
+            if id(p) in owner:
+                shared.append(owner[id(p)])
+                continue
+            owner[id(p)] = path or "<model>"
+            if p.requires_grad:
+                trainable += p.numel()
+            else:
+                frozen += p.numel()
+        layers.append(LayerCount(path or "<model>", type(module).__name__, trainable, frozen,
+                                 tuple(dict.fromkeys(shared))))
+    return layers
+
+
+def _output_shapes(model: torch.nn.Module, ctx: ProbeContext) -> dict[str, list[int]]:
+    """Layer output shapes from torchinfo on the first batch; empty when that is not possible."""
+    import torchinfo
+
+    try:
+        inputs, _ = split_batch(ctx.bench.first_batch())
+    except SubjectError:
+        return {}
+    try:
+        stats = torchinfo.summary(model, input_data=inputs, verbose=0, device=ctx.device)
+    except Exception:  # noqa: BLE001 - shapes are a nicety; a forward failure is reported elsewhere
+        return {}
+    names = {id(m): (n or "<model>") for n, m in model.named_modules()}
+    out = {}
+    for layer in stats.summary_list:
+        module = getattr(layer, "module", None)
+        if module is not None and id(module) in names and isinstance(layer.output_size, list):
+            out.setdefault(names[id(module)], list(layer.output_size))
+    return out
+
+
+class ParamsProbe(Probe):
+    """Counts parameters per layer; flags layers frozen among trainable ones and a wrong total."""
+
+    id = "params"
+    description = "Parameter counts per layer (trainable, frozen; shared weights counted once)."
+    Config = ParamsConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        model = ctx.bench.fresh_model()
+        layers = count_parameters(model)
+        trainable = sum(l.trainable for l in layers)
+        frozen = sum(l.frozen for l in layers)
+        total = trainable + frozen
+        shapes = _output_shapes(model, ctx)
+        out.metric("total", total)
+        out.metric("trainable", trainable)
+        out.metric("frozen", frozen)
+        out.metric("layers", len(layers))
+        out.data["layers"] = [
+            {"layer": l.path, "type": l.kind, "trainable": l.trainable, "frozen": l.frozen,
+             "shared_with": list(l.shared_with), "output_shape": shapes.get(l.path)}
+            for l in layers
+        ]
+        if total == 0:
+            out.fail("The model has no parameters, so nothing can be trained. Register layers as "
+                     "attributes (nn.ModuleList, not a plain list).", where="<model>", value=0,
+                     metric="total")
+        elif trainable == 0:
+            out.fail("Every parameter is frozen (requires_grad=False): training would change nothing. "
+                     "Unfreeze the layers you mean to train.", where="<model>", value=0, metric="trainable")
+        else:
+            for l in layers:
+                if l.trainable == 0 and l.frozen > 0:
+                    out.warn(f"{l.path} ({l.kind}) has all {l.frozen:,} of its parameters frozen while "
+                             "others train. Fine for a deliberately frozen backbone; otherwise set "
+                             "requires_grad=True.", where=l.path, value=l.frozen, metric="frozen")
+        self._check_expected(out, "total", total, self.config.expected_total)
+        self._check_expected(out, "trainable", trainable, self.config.expected_trainable)
+        shared = sum(len(l.shared_with) > 0 for l in layers)
+        out.summary = (f"{total:,} parameters ({trainable:,} trainable, {frozen:,} frozen) in "
+                       f"{len(layers)} layers" + (f"; {shared} layer(s) share weights, counted once" if shared else ""))
+
+    @staticmethod
+    def _check_expected(out: Outcome, what: str, got: int, expected: Any) -> None:
+        if expected is not None and int(expected) != got:
+            out.fail(f"The model has {got:,} {what} parameters; nndiag_config expects {int(expected):,}. "
+                     "A layer size changed, or the expectation needs updating.",
+                     where="<model>", value=got, limit=int(expected), metric=what)
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the params probe."""
+    return [ParamsProbe]

@@ -1,0 +1,1 @@
+"""Probe module saturation: not written yet; registers no probe until it is."""

@@ -1,0 +1,248 @@
+"""Results as data: findings, probe results, subject reports and the whole report.
+
+Everything here is a frozen dataclass built once by the runner and only read afterwards by the
+writers (text, JSON, CSV, HTML), the pytest plugin and the assertion helpers. This module must not
+import torch: the pytest plugin and ``nndiag --help`` load it without paying for torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Mapping
+
+SCHEMA_VERSION = "0.1.0"
+
+
+class Status(str, Enum):
+    """The verdict of one probe (contract §3). Ordered by :attr:`rank`, worst last."""
+
+    SKIP = "skip"
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        """Severity order used to pick the worst status: skip < pass < warn < fail < error."""
+        return _RANK[self]
+
+    @classmethod
+    def worst(cls, statuses: Iterable["Status | str"]) -> "Status":
+        """The most severe of ``statuses``; ``pass`` when there are none."""
+        found = [cls(s) for s in statuses]
+        return max(found, key=lambda s: s.rank) if found else cls.PASS
+
+    def __str__(self) -> str:  # so f"{status}" prints "fail", not "Status.FAIL"
+        return self.value
+
+
+_RANK = {Status.SKIP: 0, Status.PASS: 1, Status.WARN: 2, Status.FAIL: 3, Status.ERROR: 4}
+
+
+class FailOn(str, Enum):
+    """The ``--fail-on`` level: the lowest probe status that makes the exit status 1."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+def _clean_number(value: Any) -> Any:
+    """JSON has no NaN/Inf: keep them as strings so the report stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert nested metrics/data (floats, lists, dicts, numpy scalars) to plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy or torch scalar
+    return _clean_number(value)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a probe saw: how bad, where (module or parameter path), what, and the numbers.
+
+    ``value`` and ``limit`` are the measured number and the threshold it crossed (None when the
+    finding is not about a number). ``metric`` names what ``value`` measures.
+    """
+
+    severity: Status
+    message: str
+    where: str = ""
+    value: float | None = None
+    limit: float | None = None
+    metric: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (contract §3)."""
+        return {
+            "severity": str(self.severity),
+            "where": self.where,
+            "message": self.message,
+            "value": _clean_number(self.value),
+            "limit": _clean_number(self.limit),
+            "metric": self.metric,
+        }
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe concluded about one subject.
+
+    ``metrics`` holds scalars (one CSV row each); ``data`` holds series for plots and tables
+    (loss curves, per-layer lists) that do not fit a single number. ``details`` keeps the
+    traceback of an ``error`` for ``--traceback``.
+    """
+
+    probe: str
+    status: Status
+    summary: str
+    findings: tuple[Finding, ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    details: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (contract §3), with ``data`` added."""
+        return {
+            "probe": self.probe,
+            "status": str(self.status),
+            "summary": self.summary,
+            "findings": [f.to_dict() for f in self.findings],
+            "metrics": _jsonable(dict(self.metrics)),
+            "data": _jsonable(dict(self.data)),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class SubjectReport:
+    """All probe results for one subject (one model file, or objects passed in directly).
+
+    ``load_error`` is set when the subject could not be loaded at all (exit status 2).
+    """
+
+    subject: str
+    results: tuple[ProbeResult, ...] = ()
+    load_error: str = ""
+    load_error_details: str = ""
+
+    @property
+    def status(self) -> Status:
+        """Worst probe status; ``error`` when the subject did not load."""
+        if self.load_error:
+            return Status.ERROR
+        return Status.worst(r.status for r in self.results)
+
+    @property
+    def nothing_checked(self) -> bool:
+        """True when the file did not load or every probe errored (contract §3: exit 2)."""
+        if self.load_error:
+            return True
+        return bool(self.results) and all(r.status is Status.ERROR for r in self.results)
+
+    def result(self, probe: str) -> ProbeResult:
+        """The result of probe ``probe``; KeyError naming the probes that ran when absent."""
+        for r in self.results:
+            if r.probe == probe:
+                return r
+        ran = ", ".join(r.probe for r in self.results) or "none"
+        raise KeyError(f"probe {probe!r} did not run on {self.subject!r} (ran: {ran})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of one subject (contract §3)."""
+        out: dict[str, Any] = {
+            "nndiag": SCHEMA_VERSION,
+            "subject": self.subject,
+            "status": str(self.status),
+            "results": [dict(r.to_dict(), subject=self.subject) for r in self.results],
+        }
+        if self.load_error:
+            out["error"] = self.load_error
+        return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one ``nndiag check`` (or one ``nndiag.check(...)`` call): one or more subjects."""
+
+    subjects: tuple[SubjectReport, ...]
+
+    @property
+    def status(self) -> Status:
+        """Worst status over every subject."""
+        return Status.worst(s.status for s in self.subjects)
+
+    def exit_code(self, fail_on: FailOn | str = FailOn.FAIL) -> int:
+        """The process exit status (contract §3).
+
+        2 when nothing could be checked (every subject failed to load or had every probe error);
+        1 when any probe reached the ``fail_on`` level or errored (an error means a question went
+        unanswered, which CI must not take for a pass); 0 otherwise.
+        """
+        if not self.subjects or all(s.nothing_checked for s in self.subjects):
+            return 2
+        threshold = Status(FailOn(fail_on).value)
+        for s in self.subjects:
+            if s.load_error:
+                return 1 if len(self.subjects) > 1 else 2
+            for r in s.results:
+                if r.status is Status.ERROR or r.status.rank >= threshold.rank:
+                    return 1
+        return 0
+
+    def all_results(self) -> Iterable[tuple[str, ProbeResult]]:
+        """(subject, result) pairs in report order."""
+        for s in self.subjects:
+            for r in s.results:
+                yield s.subject, r
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per subject, how many probes ended in each status."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.subjects:
+            c = {st.value: 0 for st in Status}
+            for r in s.results:
+                c[r.status.value] += 1
+            out[s.subject] = c
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (contract §3).
+
+        With one subject it is exactly that subject's object. With several, ``subject`` is the list
+        of subjects, ``results`` the concatenation (each result names its ``subject``), and
+        ``subjects`` holds each subject's own object.
+        """
+        if len(self.subjects) == 1:
+            return self.subjects[0].to_dict()
+        per_subject = [s.to_dict() for s in self.subjects]
+        return {
+            "nndiag": SCHEMA_VERSION,
+            "subject": [s.subject for s in self.subjects],
+            "status": str(self.status),
+            "results": [r for s in per_subject for r in s["results"]],
+            "subjects": per_subject,
+        }
+
+    def to_frame(self):
+        """The long-form table (one row per finding or metric): the one bridge to pandas."""
+        from nndiag.writers.csv_writer import report_rows  # pandas is imported only here
+
+        import pandas as pd
+
+        return pd.DataFrame(report_rows(self))
+
+    def merged(self, other: "Report") -> "Report":
+        """A report holding this report's subjects followed by ``other``'s."""
+        return Report(self.subjects + other.subjects)

@@ -1,0 +1,167 @@
+"""Running probes on subjects: the one core function behind the CLI, the pytest plugin and the API.
+
+For each subject: resolve which probes run and with which settings (command line over
+``nndiag_config`` over defaults), then run each probe with every generator seeded to the run seed,
+on fresh models, sharing passes through one cache; turn user-code failures into ``error`` results
+with their message; and restore the user's random generators afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectError, UsageError
+from nndiag.report import ProbeResult, Report, Status, SubjectReport
+
+ProgressCallback = Callable[[str, str, int, int], None]  # (subject, probe id, index, total)
+
+
+@dataclass
+class RunOptions:
+    """What to run and how: the command-line options, also the keyword arguments of ``check``."""
+
+    probes: Sequence[str] = ()
+    skip: Sequence[str] = ()
+    seed: int = 0
+    device: str = "cpu"
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # probe id -> settings
+    weights: str | Path | None = None
+    extra_plugins: Sequence[object] = ()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is available, else ``cpu``; UsageError for others."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} was asked for, but torch sees no CUDA GPU here.",
+                         hint="Use --device cpu or --device auto.")
+    if device not in ("cpu",) and not device.startswith(("cuda", "mps")):
+        raise UsageError(f"Unknown device {device!r}.", hint="Use cpu, cuda or auto.")
+    return device
+
+
+def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
+                progress: ProgressCallback | None = None) -> Report:
+    """Load each model file and check it. A file that does not load becomes a load error."""
+    from nndiag.loading import load_model_file
+
+    options = options or RunOptions()
+    reports = []
+    for path in paths:
+        try:
+            subject = load_model_file(path, weights=options.weights)
+        except ModelFileError as exc:
+            reports.append(SubjectReport(str(path), load_error=str(exc),
+                                         load_error_details=traceback.format_exc()))
+            continue
+        reports.append(check_subject(subject, options, progress))
+    report = Report(tuple(reports))
+    _plugin_manager(options).hook.nndiag_run_finished(report=report)
+    return report
+
+
+_PM_CACHE: dict[tuple, Any] = {}
+
+
+def _plugin_manager(options: RunOptions):
+    from nndiag.plugins import get_plugin_manager
+
+    key = tuple(id(p) for p in options.extra_plugins)
+    if key not in _PM_CACHE:
+        _PM_CACHE.clear()  # one manager at a time; plugins registered by tests must not linger
+        _PM_CACHE[key] = get_plugin_manager(options.extra_plugins)
+    return _PM_CACHE[key]
+
+
+def check_subject(subject, options: RunOptions | None = None,
+                  progress: ProgressCallback | None = None) -> SubjectReport:
+    """Run the selected probes on one Subject; the user's generators are restored afterwards."""
+    from nndiag.plugins import collect_probes, select_probes
+    from nndiag.probe import ProbeContext, build_config
+    from nndiag.seeding import preserved_rng, seed_everything
+    from nndiag.subject import Workbench
+
+    options = options or RunOptions()
+    pm = _plugin_manager(options)
+    cfg = _validated_file_config(subject)
+    only = list(options.probes) or list(cfg.get("probes", []))
+    skip = list(options.skip) + list(cfg.get("skip", []))
+    specs = select_probes(collect_probes(pm), only, skip)
+    seed = options.seed
+    device = resolve_device(options.device)
+
+    bench = Workbench(subject, device=device, seed=seed)
+    shared: dict[Any, Any] = {}
+    results = []
+    with preserved_rng():
+        for index, spec in enumerate(specs):
+            if progress is not None:
+                progress(subject.name, spec.id, index, len(specs))
+            settings = {**dict(cfg.get(spec.id, {}) or {}), **dict(options.settings.get(spec.id, {}) or {})}
+            config = build_config(spec.cls, settings)
+            seed_everything(seed)
+            result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id))
+            results.append(result)
+            pm.hook.nndiag_probe_finished(subject=subject.name, result=result)
+    return SubjectReport(subject.name, tuple(results))
+
+
+def _validated_file_config(subject) -> dict[str, Any]:
+    from nndiag.loading import CONFIG_KEYS
+
+    cfg = dict(subject.config)
+    for key in ("probes", "skip"):
+        if isinstance(cfg.get(key), str):
+            cfg[key] = [cfg[key]]
+    return {k: v for k, v in cfg.items() if k in CONFIG_KEYS or isinstance(v, Mapping)}
+
+
+def run_probe(probe, ctx) -> ProbeResult:
+    """Run one probe; skips, user-code errors and probe crashes become results, never exceptions."""
+    from nndiag.probe import Outcome
+
+    out = Outcome()
+    start = time.perf_counter()
+    details = ""
+    try:
+        probe.run(ctx, out)
+    except ProbeSkipped as exc:
+        out.skip_reason = exc.reason
+        out.summary = out.summary or f"skipped: {exc.reason}"
+    except (SubjectError, NndiagError) as exc:
+        details = traceback.format_exc()
+        return _error_result(probe.id, str(exc), details, time.perf_counter() - start, out)
+    except Exception as exc:  # noqa: BLE001 - a probe bug must not take down the whole run
+        details = traceback.format_exc()
+        msg = (f"the {probe.id} probe crashed with {type(exc).__name__}: {exc}. This is a bug in "
+               "the probe; please report it with the output of --traceback.")
+        return _error_result(probe.id, msg, details, time.perf_counter() - start, out)
+    seconds = time.perf_counter() - start
+    status = out.status
+    summary = out.summary or _default_summary(status, out)
+    return ProbeResult(probe.id, status, summary, tuple(out.findings), dict(out.metrics),
+                       dict(out.data), seconds)
+
+
+def _error_result(probe_id: str, message: str, details: str, seconds: float, out) -> ProbeResult:
+    from nndiag.report import Finding
+
+    finding = Finding(Status.ERROR, message)
+    return ProbeResult(probe_id, Status.ERROR, message, (finding,), dict(out.metrics),
+                       dict(out.data), seconds, details)
+
+
+def _default_summary(status: Status, out) -> str:
+    bad = [f for f in out.findings if f.severity in (Status.WARN, Status.FAIL)]
+    if not bad:
+        return "ok"
+    first = bad[0]
+    more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"{first.message}{more}"

@@ -1,0 +1,71 @@
+"""Reference MLP: 784-128-64-10 with ReLU, as in the tutorials' SimpleANN / SimpleNN.
+
+A plain nndiag model file: ``build_model()``, ``dataloader()``, ``loss_fn``, ``build_optimizer``.
+Data: MNIST by default; set ``NNDIAG_DATASET=fashion-mnist`` (or pass ``dataset=``) for Fashion-MNIST.
+Where the files are looked for, the splits and the normalisation: ``reference_models/data.py``.
+
+Works both as ``reference_models.mlp`` and loaded by path (``nndiag check reference_models/mlp.py``):
+``reference_models`` is imported from the installed project, or else from this file's parent folder.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+try:
+    from reference_models import data as rm_data
+except ImportError:  # loaded by path and the project is not installed: use the checkout this file is in
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from reference_models import data as rm_data
+
+TASK = "classification"
+DATASETS = rm_data.DATASETS
+BATCH_SIZE = 64
+EPOCHS = 10
+LR = 1e-3
+
+
+class SimpleANN(nn.Module):
+    """784-128-64-10, ``torch.relu`` applied functionally (tutorial style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, 128)
+        self.fc2 = nn.Linear(128, 64)
+        self.fc3 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.view(-1, 28 * 28)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def build_model():
+    """A fresh, untrained MLP."""
+    return SimpleANN()
+
+
+def default_dataset():
+    """The data set to use: ``$NNDIAG_DATASET`` if set, else MNIST."""
+    return os.environ.get("NNDIAG_DATASET") or "mnist"
+
+
+def dataloader(batch_size=BATCH_SIZE, *, train=True, dataset=None, data_dir=None, limit=None, seed=0):
+    """Seeded loader of ``(images (B, 1, 28, 28) float32, labels (B,) int64)`` batches.
+
+    ``train=False`` gives the held-out part, in order. Data is read on the first call and cached.
+    """
+    ds = rm_data.image_dataset(dataset or default_dataset(), train=train, data_dir=data_dir, limit=limit)
+    return rm_data.make_loader(ds, batch_size=batch_size, shuffle=train, seed=seed)
+
+
+loss_fn = nn.CrossEntropyLoss()
+
+
+def build_optimizer(params):
+    """Adam, lr 1e-3 (as in the tutorial)."""
+    return torch.optim.Adam(params, lr=LR)
