@@ -30,6 +30,10 @@ from reference_models.data import DataNotFoundError, load_image_split
 MODELS = ("xor", "mlp", "cnn", "lstm", "seq_classifier")
 
 
+class UsageError(ValueError):
+    """A command-line choice that does not fit the model (e.g. a data set it has no loader for)."""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -108,7 +112,7 @@ def run(args) -> dict:
     module = load_model_file(args.name)
     datasets = getattr(module, "DATASETS", ())
     if args.dataset is not None and args.dataset not in datasets:
-        raise SystemExit(f"error: {args.name} has no data set {args.dataset!r}; choose one of: {', '.join(datasets)}")
+        raise UsageError(f"{args.name} has no data set {args.dataset!r}; choose one of: {', '.join(datasets)}")
     torch.manual_seed(args.seed)
     model = module.build_model()
     optimizer = module.build_optimizer(model.parameters())
@@ -127,6 +131,7 @@ def run(args) -> dict:
         train_loss = train_epoch(model, train_loader, loss_fn, optimizer, progress)
         train_seconds += time.perf_counter() - start
         history.append({"epoch": epoch, "train_loss": train_loss, **_prefixed(evaluate(model, test_loader, loss_fn, task))})
+        progress.write(_epoch_line(history[-1]))
     progress.close()
 
     final = evaluate(model, test_loader, loss_fn, task)
@@ -147,7 +152,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         metrics = run(args)
-    except DataNotFoundError as exc:
+    except (DataNotFoundError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     score = metrics.get("test_accuracy", metrics.get("test_mse"))
@@ -155,6 +160,13 @@ def main(argv=None) -> int:
     print(f"{args.name} on {metrics['split']}: {key} = {score:.6g} after {metrics['epochs']} epochs "
           f"({metrics['train_seconds']:.1f} s); wrote {Path(args.out) / (args.name + '.pt')} and metrics.json")
     return 0
+
+
+def _epoch_line(entry: dict) -> str:
+    """One line per epoch: the training loss and the held-out scores."""
+    return "epoch {}: ".format(entry["epoch"]) + ", ".join(
+        f"{key} {value:.4g}" for key, value in entry.items() if key != "epoch"
+    )
 
 
 def _prefixed(result: dict) -> dict:
@@ -198,6 +210,9 @@ def _progress_bar(total: int, name: str, quiet: bool):
 
 
 class _NoBar:
+    def write(self, line):
+        pass
+
     def update(self, n=1):
         pass
 

@@ -1,1 +1,182 @@
-"""Probe module lr_range: not written yet; registers no probe until it is."""
+"""``lr-range``: Smith's learning-rate range test, with suggestions and a verdict on the configured LR.
+
+A fresh model is trained with the subject's own optimizer (and ``train_step``/``training_step`` when
+given) for ``num_it`` steps while the learning rate grows exponentially from ``start_lr`` to
+``end_lr``, cycling over the first probe batches. The loss of each step is smoothed (bias-corrected
+EMA) and the sweep stops once the smoothed loss exceeds ``diverge_factor`` times its best. From the
+smoothed curve come three suggestions (steepest descent against log LR, fastai's valley, minimum/10)
+and a verdict on the LR the optimizer was configured with. The arithmetic lives in
+:mod:`nndiag.lr_sweep`; documented with measured examples in docs/probes/lr-range.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from nndiag.hookspecs import hookimpl
+from nndiag.lr_sweep import EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+
+_LR_TABLE = "prior-art.md, 'LR range test defaults'"
+
+
+@dataclass(frozen=True)
+class LrRangeConfig:
+    """Settings of the lr-range probe."""
+
+    start_lr: float = threshold(1e-7, f"fastai lr_find start_lr ({_LR_TABLE})", "first LR of the sweep")
+    end_lr: float = threshold(10.0, f"fastai lr_find end_lr ({_LR_TABLE})", "last LR of the sweep")
+    num_it: int = threshold(100, f"torch-lr-finder, Lightning and fastai all use 100 ({_LR_TABLE})",
+                            "steps of the sweep")
+    beta: float = threshold(0.98, f"Lightning/fastai bias-corrected EMA ({_LR_TABLE})", "loss smoothing")
+    diverge_factor: float = threshold(4.0, f"Lightning/fastai stop at 4 x best ({_LR_TABLE})",
+                                      "stop when the smoothed loss exceeds this multiple of its best")
+    samples: int = threshold(256, "nndiag choice: a few loader batches (4 of 64) so the sweep sees "
+                             "more than one batch; cycled", "samples of the probe batches cycled over")
+    min_descent: float = threshold(0.1, "nndiag choice, measured: healthy reference models fall 55-99% "
+                                   "(docs/probes/lr-range.md)",
+                                   "below this relative fall of the smoothed loss the curve is called "
+                                   "flat and no verdict is given")
+    low_factor: float = threshold(10.0, "nndiag choice: one decade below the lowest suggestion, as "
+                                  "fastai's minimum/10 is one decade below the minimum",
+                                  "warn when the configured LR is below min(suggestions) / low_factor")
+    high_factor: float = threshold(1.0, "nndiag choice: the LR where the smoothed loss bottoms out is the "
+                                   "top of the useful range (Smith 2017, fastai minimum/10)",
+                                   "warn when the configured LR is above high_factor x lr_at_min")
+    skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
+                                 "skip the probe, stating why (e.g. a scheduler-driven LR)")
+
+
+def _group_lrs(opt: torch.optim.Optimizer) -> list[float] | None:
+    lrs = []
+    for g in opt.param_groups:
+        if "lr" not in g:
+            return None
+        lr = g["lr"]
+        lrs.append(float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr))
+    return lrs
+
+
+def _set_group_lrs(opt: torch.optim.Optimizer, lrs: list[float]) -> None:
+    for g, lr in zip(opt.param_groups, lrs):
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(lr)
+        else:
+            g["lr"] = lr
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+class LrRangeProbe(Probe):
+    """Smith's LR range test on a fresh model; suggestions and a verdict on the configured LR."""
+
+    id = "lr-range"
+    description = ("Learning-rate range test: loss over an exponential LR sweep, suggested LRs, and "
+                   "whether the configured LR is far outside the good range.")
+    Config = LrRangeConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        cfg = self.config
+        if cfg.skip_reason:
+            out.skip(str(cfg.skip_reason))
+        bench = ctx.bench
+        batches = bench.probe_batches(cfg.samples)
+        model = bench.fresh_model()
+        opt = bench.make_optimizer(model)
+        base = _group_lrs(opt)
+        if base is None:
+            out.skip(f"the optimizer {type(opt).__name__} has a parameter group without an 'lr' "
+                     "setting, so there is no learning rate to sweep.")
+        ref = next((i for i, lr in enumerate(base) if lr > 0), None)
+        configured = base[ref] if ref is not None else 0.0
+        # Every group is scaled by the same factor, keeping the user's ratios between groups; the
+        # curve's x axis is the LR of the first group with a nonzero LR (all equal when none has).
+        ratios = [lr / configured for lr in base] if ref is not None else [1.0] * len(base)
+
+        curve = SweepCurve(num_it=cfg.num_it)
+        smoother, best = EmaSmoother(cfg.beta), [math.inf]
+        start = time.perf_counter()
+        for i, lr in enumerate(exp_lrs(cfg.start_lr, cfg.end_lr, cfg.num_it)):
+            _set_group_lrs(opt, [lr * r for r in ratios])
+            loss = bench.train_one_step(model, opt, batches[i % len(batches)])
+            if record_step(curve, smoother, best, lr, loss, cfg.diverge_factor):
+                break
+        seconds = time.perf_counter() - start
+
+        sug = suggest(curve)
+        out.data["lrs"] = curve.lrs
+        out.data["losses"] = curve.losses
+        out.data["smoothed"] = curve.smoothed
+        out.metric("configured_lr", configured)
+        out.metric("suggested_lr_steepest", sug.steepest)
+        out.metric("suggested_lr_valley", sug.valley)
+        out.metric("suggested_lr_minimum", sug.minimum_div10)
+        out.metric("lr_at_min_loss", sug.lr_at_min)
+        out.metric("lr_diverged", curve.diverged_at)
+        out.metric("descent", sug.descent)
+        out.metric("steps", len(curve.lrs))
+        out.metric("param_groups", len(base))
+        out.metric("sweep_seconds", seconds)
+        self._verdict(out, curve, sug, configured, len(batches))
+
+    def _verdict(self, out: Outcome, curve: SweepCurve, sug, configured: float, n_batches: int) -> None:
+        cfg = self.config
+        stop = {"end": f"reached {cfg.end_lr:g}",
+                "diverged": f"diverged at {_fmt(curve.diverged_at)}",
+                "nonfinite": f"loss became {curve.losses[-1]} at {_fmt(curve.diverged_at)}"}[curve.stop]
+        sweep = (f"swept {cfg.start_lr:g} to {curve.lrs[-1]:.3g} in {len(curve.lrs)} steps over "
+                 f"{n_batches} batch(es), {stop}")
+        lo_sug = min((x for x in (sug.steepest, sug.valley, sug.minimum_div10) if x is not None), default=None)
+        low = lo_sug / cfg.low_factor if lo_sug is not None else None
+        high = sug.lr_at_min * cfg.high_factor if sug.lr_at_min is not None else None
+        out.metric("good_range_low", low)
+        out.metric("good_range_high", high)
+        div = curve.diverged_at
+        if configured <= 0:
+            out.warn("The optimizer's learning rate is 0, so training would change nothing. Set a "
+                     f"positive lr in build_optimizer (the sweep suggests {_fmt(sug.valley)}).",
+                     where="build_optimizer", value=configured, metric="configured_lr")
+        elif div is not None and configured >= div:
+            out.fail(f"The configured learning rate {configured:.3g} is at or above {div:.3g}, where the "
+                     "loss diverged in the range test, so training at it is likely to blow up (loss "
+                     "rising, NaN). Lower it: the sweep suggests "
+                     f"{_fmt(sug.valley)} (valley) or {_fmt(sug.steepest)} (steepest descent).",
+                     where="build_optimizer", value=configured, limit=div, metric="configured_lr")
+        elif sug.descent < cfg.min_descent or lo_sug is None:
+            out.warn(f"Cannot judge the learning rate: the smoothed loss fell only {sug.descent:.0%} over "
+                     f"the whole sweep (needed {cfg.min_descent:.0%}), so the curve has no clear descent "
+                     "and its suggestions mean little. Either no LR in the range lets this model learn "
+                     "(see the overfit probe: unscaled inputs, saturated units, a detached graph) or "
+                     "the loss is dominated by a floor; widen start_lr/end_lr if the LR needed lies "
+                     "outside it.", value=sug.descent, limit=cfg.min_descent, metric="descent")
+        elif configured > cfg.end_lr:
+            out.warn(f"The configured learning rate {configured:.3g} lies above the swept range "
+                     f"(up to {cfg.end_lr:g}); raise end_lr to judge it.", where="build_optimizer",
+                     value=configured, limit=cfg.end_lr, metric="configured_lr")
+        elif high is not None and configured > high:
+            out.warn(f"The configured learning rate {configured:.3g} is above {high:.3g}, where the "
+                     "smoothed loss bottomed out in the range test; past it the loss rises, so training "
+                     "may be unstable. Consider the suggestions: "
+                     f"{_fmt(sug.valley)} (valley), {_fmt(sug.steepest)} (steepest), "
+                     f"{_fmt(sug.minimum_div10)} (minimum/10).", where="build_optimizer",
+                     value=configured, limit=high, metric="configured_lr")
+        elif low is not None and configured < low:
+            out.warn(f"The configured learning rate {configured:.3g} is below {low:.3g}, a decade under "
+                     "the lowest suggestion, so training will be slow and may stall within a usual "
+                     f"budget. Consider {_fmt(sug.valley)} (valley) or {_fmt(sug.steepest)} (steepest).",
+                     where="build_optimizer", value=configured, limit=low, metric="configured_lr")
+        verdict = "in range" if not out.findings else out.findings[0].severity.value
+        out.summary = (f"configured lr {configured:.3g} ({verdict}); suggestions: valley {_fmt(sug.valley)}, "
+                       f"steepest {_fmt(sug.steepest)}, minimum/10 {_fmt(sug.minimum_div10)}; {sweep}")
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the lr-range probe."""
+    return [LrRangeProbe]

@@ -1,1 +1,116 @@
-"""Probe module nan: not written yet; registers no probe until it is."""
+"""``nan``: does any NaN/Inf appear within a few training steps, and where first.
+
+Answers in the order the values flow: already in the inputs or targets, already in a parameter,
+produced in the forward pass (the first module whose inputs were finite and whose output is not,
+down to the functional call inside its ``forward``), produced by the loss, or first in a gradient;
+and at which step. The cost on a healthy model is one fused gradient-norm check per step (see
+nndiag/training_trace.py); the expensive instrumented replay runs only once something went wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nndiag.hookspecs import hookimpl
+from nndiag.nan_locator import locate
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.training_trace import shared_training_trace
+
+# Gradient statistics kept by the shared pass; the gradients probe reads these steps.
+GRADIENT_STATS_STEPS = 5
+
+
+@dataclass(frozen=True)
+class NanConfig:
+    """Settings of the nan probe."""
+
+    steps: int = threshold(
+        20, "issue #2 (enough updates for a NaN that needs a few steps to appear, e.g. from a "
+        "too-high learning rate); torch's detect_anomaly checks one step only",
+        "training steps to run while watching for NaN/Inf")
+
+
+# What usually makes each op produce NaN/Inf from finite inputs, and the fix.
+_OP_HINTS = {
+    "log": "log of 0 or of a negative number (e.g. log(softmax(x)) when a probability underflows "
+           "to 0): use log_softmax, or clamp the argument with a small epsilon",
+    "log2": "log of 0 or of a negative number: clamp the argument with a small epsilon",
+    "log10": "log of 0 or of a negative number: clamp the argument with a small epsilon",
+    "div": "division by zero: add a small epsilon to the denominator",
+    "true_divide": "division by zero: add a small epsilon to the denominator",
+    "sqrt": "sqrt of a negative number: clamp the argument at 0 (and add an epsilon)",
+    "rsqrt": "rsqrt of 0 or a negative number: add an epsilon",
+    "exp": "exp overflow: the argument is too large; subtract the max first (logsumexp) or lower "
+           "the learning rate",
+    "pow": "pow of 0 to a negative power or of a negative base: check the argument",
+    "reciprocal": "reciprocal of 0: add an epsilon",
+}
+_GENERIC_HINT = ("values grew too large to represent: usually a learning rate that is too high, "
+                 "unnormalised inputs, or a missing normalisation layer")
+
+
+class NanProbe(Probe):
+    """Watches a few training steps for NaN/Inf and names where the first one is produced."""
+
+    id = "nan"
+    description = "Finds the first NaN/Inf in a few training steps: inputs, parameters, module, loss or gradient."
+    Config = NanConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        steps = int(self.config.steps)
+        trace = shared_training_trace(ctx, steps, GRADIENT_STATS_STEPS)
+        out.metric("steps_run", trace.steps_run)
+        out.data["loss_curve"] = list(trace.losses)
+        event = trace.non_finite
+        if event is None:
+            out.metric("first_nonfinite_step", None)
+            out.summary = f"no NaN/Inf in {trace.steps_run} training steps"
+            return
+        out.metric("first_nonfinite_step", event.step)
+        if event.stage in ("inputs", "targets"):
+            out.fail(f"The batch {event.stage} already hold NaN/Inf before the model runs "
+                     f"(step {event.step}: {event.detail}). Clean the data (check for missing values "
+                     "and divisions by a zero std in the preprocessing).", where=event.stage,
+                     metric="first_nonfinite_step", value=event.step)
+            out.summary = f"NaN/Inf already in the {event.stage} at step {event.step}"
+            return
+        if event.stage == "parameters":
+            cause = ("a custom initialisation" if event.step == 0 else
+                     "an update that went non-finite (your train_step should not step on NaN gradients)")
+            out.fail(f"{event.detail}: look at {cause}.", where=event.where,
+                     metric="first_nonfinite_step", value=event.step)
+            out.summary = f"parameter {event.where} is NaN/Inf at step {event.step}"
+            return
+        self._report_producer(ctx, out, event)
+
+    def _report_producer(self, ctx: ProbeContext, out: Outcome, event) -> None:
+        producer = locate(ctx.bench, event)
+        step = event.step
+        if producer is None:
+            out.fail(f"The {event.stage} became NaN/Inf at step {step} ({event.detail}), but a replay "
+                     "of that step did not reproduce it, so its producer could not be located "
+                     "(non-deterministic code?). Run with torch.autograd.detect_anomaly() to dig in.",
+                     where=event.stage, metric="first_nonfinite_step", value=step)
+            out.summary = f"{event.stage} NaN/Inf at step {step} (producer not located)"
+            return
+        op = producer.op.split(".")[-1]
+        hint = _OP_HINTS.get(op.rstrip("_"), _GENERIC_HINT)
+        if producer.stage == "gradients":
+            out.fail(f"At step {step} the forward pass and loss were finite, but the gradient of "
+                     f"{producer.where} is NaN/Inf: {producer.detail}. Typical causes: sqrt or norm "
+                     "of exactly 0, or exploding gradients; clip gradients or lower the learning rate.",
+                     where=producer.where, metric="first_nonfinite_step", value=step)
+            out.summary = f"first NaN/Inf in the gradient of {producer.where} at step {step}"
+            return
+        place = ("the loss function" if producer.stage == "loss" else producer.where)
+        out.fail(f"First NaN/Inf produced at step {step} in {place}: {producer.detail}. "
+                 f"Likely cause: {hint}.", where=producer.where if producer.stage != "loss" else "loss",
+                 metric="first_nonfinite_step", value=step)
+        out.metric("producer_op", producer.op)
+        out.summary = f"first NaN/Inf at step {step} in {place} ({producer.op or 'module output'})"
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the nan probe."""
+    return [NanProbe]

@@ -1,1 +1,446 @@
-"""Probe module updates: not written yet; registers no probe until it is."""
+"""``updates``: does one optimizer step change every trainable parameter, does the optimizer hold
+every trainable parameter, and (with the user's own ``train_step``) are gradients cleared between
+steps.
+
+How it decides (details and measurements in docs/probes/updates.md):
+
+* **Change.** One step on the first probe batch (the user's ``train_step`` when given, else
+  nndiag's ``zero_grad``/loss/``backward``/``step``); each parameter is compared bit for bit with
+  its value before the step (``torch.equal``, as torchtest's ``assert_vars_change``). The whole
+  tensor is compared, so an embedding whose unused rows stay put still counts as changed. An
+  unchanged trainable parameter is explained by its gradient: none (cut off from the loss: fail),
+  exactly zero on this batch (warn: it may move on other batches), non-zero (fail: the step did
+  not apply it, e.g. ``optimizer.step()`` missing or ``lr=0``; warn when the step is below float
+  resolution). A parameter whose gradient is exactly zero but that moved anyway moved only through
+  weight decay or momentum: a warn, because "changed" then says nothing about learning.
+* **Membership**, by identity over ``optimizer.param_groups`` (pytest-torch 1.1's check): every
+  parameter that requires grad must be held (fail, naming the missing ones); frozen ones held are
+  a warn; tensors held that are not the model's parameters are a fail.
+* **Cleared gradients** (only with a ``train_step``): call it twice on the same batch (model A),
+  and once on a copy of A taken after its first call, with no gradient (model B). With ``g1`` the
+  gradient left by A's first call, ``g2`` by its second and ``gB`` by B's, a step that clears
+  gradients gives ``g2 = gB`` and one that does not gives ``g2 = g1 + gB``. The coefficient
+  ``a`` of ``g1`` in ``g2 - gB`` (least squares) is 0 or 1; a > 0.5 fails. No loss function and no
+  assumption about the optimizer is needed: every call is seeded alike, so dropout masks agree.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nndiag.errors import SubjectError
+from nndiag.hookspecs import hookimpl
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.seeding import fork_seeded
+
+_FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+
+@dataclass(frozen=True)
+class UpdatesConfig:
+    """Settings of the updates probe."""
+
+    check_zero_grad: bool = threshold(
+        True, "issue 3 (a train_step that never calls zero_grad())",
+        "with a train_step, check that gradients are cleared between steps; switch off for a "
+        "train_step that accumulates gradients over calls on purpose")
+    accumulation_limit: float = threshold(
+        0.5, "midpoint of the two exact answers: a = 0 (cleared) and a = 1 (accumulated)",
+        "fail when the fraction a of the previous step's gradient still in the next one exceeds this")
+    residual_tolerance: float = threshold(
+        0.01, "own measurement (docs/probes/updates.md): residuals are < 1e-6 on CPU for seeded "
+        "steps; 1e-2 leaves room for GPU non-determinism",
+        "relative residual above which the second step's gradient is neither cleared nor accumulated "
+        "and the check says it cannot decide (warn)")
+    max_names: int = threshold(8, "readability (names shown per finding)",
+                               "how many parameter names a finding lists before '...'")
+
+
+def _names(names: list[str], limit: int) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _grad_state(p: torch.Tensor) -> str:
+    g = p.grad
+    if g is None:
+        return "none"
+    g = g.detach()
+    if not bool(torch.isfinite(g).all()):
+        return "nonfinite"
+    if not bool(g.ne(0).any()):
+        return "zero"
+    return "nonzero"
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equality, NaN == NaN (a parameter that stays NaN did not change)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if torch.equal(a, b):
+        return True
+    if a.is_floating_point() or a.is_complex():
+        both_nan = torch.isnan(a) & torch.isnan(b)
+        return bool(((a == b) | both_nan).all())
+    return False
+
+
+class UpdatesProbe(Probe):
+    """One optimizer step: every trainable parameter changes, the optimizer holds them all, and
+    gradients are cleared between the user's train_step calls."""
+
+    id = "updates"
+    description = ("Does one optimizer step change every trainable parameter; does the optimizer "
+                   "hold every trainable parameter; are gradients cleared between steps.")
+    Config = UpdatesConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        bench = ctx.bench
+        model = bench.fresh_model()
+        named = list(model.named_parameters())
+        trainable = [(n, p) for n, p in named if p.requires_grad]
+        out.metric("parameters", len(named))
+        out.metric("trainable", len(trainable))
+        if not trainable:
+            what = "no parameters at all" if not named else f"all {len(named)} of its parameter tensors frozen"
+            out.fail(f"The model has {what} (requires_grad=False), so an optimizer step can change "
+                     "nothing and training would leave the model as it is. Unfreeze the layers you "
+                     "mean to train (p.requires_grad_(True)), or register layers as attributes "
+                     "(nn.ModuleList, not a plain list).", where="<model>", value=0, limit=1,
+                     metric="trainable")
+            out.summary = "no trainable parameter: a step can change nothing"
+            return
+        opt = bench.make_optimizer(model)
+        batch = bench.first_batch()
+        before = {n: p.detach().clone() for n, p in named}
+        with fork_seeded(ctx.seed):
+            loss = bench.train_one_step(model, opt, batch)
+        out.metric("loss", loss)
+        after = list(model.named_parameters())  # a forward that creates layers adds parameters
+        grads = {n: _grad_state(p) for n, p in after}
+        if bench.has_own_step and all(grads[n] == "none" for n, p in after if p.requires_grad):
+            grads.update(self._diagnostic_grads(ctx))  # train_step cleared them on its way out
+        held = self._membership(ctx, model, opt, after, out)
+        self._changes(ctx, opt, before, after, grads, held, out)
+        if bench.has_own_step:
+            if self.config.check_zero_grad:
+                self._zero_grad_check(ctx, batch, out)
+            else:
+                out.data["zero_grad_check"] = "switched off (check_zero_grad=False)"
+        else:
+            out.data["zero_grad_check"] = "not needed: nndiag's own step calls zero_grad()"
+        self._summarise(out)
+
+    # ---- optimizer membership ------------------------------------------------------------------
+    def _membership(self, ctx, model, opt, after, out: Outcome) -> set[str]:
+        """Names of the model's parameters the optimizer holds; findings for missing/frozen/foreign."""
+        limit = self.config.max_names
+        held_ids: dict[int, Any] = {}
+        for group in opt.param_groups:
+            for p in group["params"]:
+                held_ids[id(p)] = group
+        by_id = {id(p): n for n, p in after}
+        held = {n for n, p in after if id(p) in held_ids}
+        foreign = [i for i in held_ids if i not in by_id]
+        user = ctx.subject.user_model
+        user_names = {id(p): n for n, p in user.named_parameters()} if user is not None else {}
+        of_user = [user_names[i] for i in foreign if i in user_names]
+        others = [i for i in foreign if i not in user_names]
+        if of_user:
+            held |= set(of_user)
+            out.warn(f"build_optimizer(params) ignores the parameters it is given and holds "
+                     f"{len(of_user)} of the given model instance's own parameters "
+                     f"({_names(sorted(of_user), limit)}). nndiag checks a copy of the model, so "
+                     "these cannot be seen to change; write build_optimizer to use its params "
+                     "argument.", where="<optimizer>", value=len(of_user), metric="foreign_params")
+        if others:
+            out.fail(f"The optimizer holds {len(others)} tensor(s) that are not parameters of this "
+                     "model: it was built for another model instance (e.g. before the model was "
+                     "re-created or copied), so it trains tensors the loss does not depend on. "
+                     "Build the optimizer from this model's parameters.", where="<optimizer>",
+                     value=len(others), limit=0, metric="foreign_params")
+        missing = [n for n, p in after if p.requires_grad and n not in held]
+        frozen_held = [n for n, p in after if not p.requires_grad and id(p) in held_ids]
+        out.metric("missing_from_optimizer", len(missing))
+        out.metric("frozen_in_optimizer", len(frozen_held))
+        if missing:
+            out.fail(f"{len(missing)} of {sum(p.requires_grad for _, p in after)} trainable parameter "
+                     f"tensors are not in the optimizer: {_names(missing, limit)}. They get gradients "
+                     "but are never updated. Build the optimizer from all of model.parameters() (or "
+                     "add a param group for them); a layer created inside forward() after the "
+                     "optimizer was built is missing the same way.", where=_common_module(missing),
+                     value=len(missing), limit=0, metric="missing_from_optimizer")
+        if frozen_held:
+            out.warn(f"The optimizer holds {len(frozen_held)} frozen parameter tensor(s) "
+                     f"(requires_grad=False): {_names(frozen_held, limit)}. They get no gradient and "
+                     "stay as they are; fine if you mean to unfreeze them later, otherwise build the "
+                     "optimizer from the parameters that require grad only.",
+                     where=_common_module(frozen_held), value=len(frozen_held),
+                     metric="frozen_in_optimizer")
+        return held
+
+    # ---- did each parameter change -------------------------------------------------------------
+    def _changes(self, ctx, opt, before, after, grads, held, out: Outcome) -> None:
+        limit = self.config.max_names
+        lr_of = {id(p): g.get("lr") for g in opt.param_groups for p in g["params"]}
+        rows = []
+        no_grad, zero_unchanged, zero_changed, applied_not, underflow, lr_zero = [], [], [], [], [], []
+        frozen_changed, new, nonfinite = [], [], []
+        for name, p in after:
+            now = p.detach()
+            old = before.get(name)
+            changed = None if old is None else not _same(old, now)
+            row = {"parameter": name, "shape": list(p.shape), "requires_grad": p.requires_grad,
+                   "in_optimizer": name in held, "grad": grads.get(name, "none"), "changed": changed}
+            if old is not None and changed and now.is_floating_point():
+                delta = (now.float() - old.float())
+                row["changed_fraction"] = float(delta.ne(0).float().mean())
+                row["relative_change"] = float(delta.norm() / old.float().norm().clamp_min(1e-12))
+            rows.append(row)
+            if old is None:
+                new.append(name)
+                continue
+            if p.is_floating_point() and not bool(torch.isfinite(now).all()):
+                nonfinite.append(name)
+            if not p.requires_grad:
+                if changed:
+                    frozen_changed.append(name)
+                continue
+            g = row["grad"]
+            if changed:
+                if g == "zero":
+                    zero_changed.append(name)
+                continue
+            if name not in held:
+                continue  # already reported as missing from the optimizer
+            if g == "none":
+                no_grad.append(name)
+            elif g == "zero":
+                zero_unchanged.append(name)
+            elif lr_of.get(id(p)) is not None and _is_zero(lr_of[id(p)]):
+                lr_zero.append(name)
+            elif g == "nonzero" and _below_resolution(p, lr_of.get(id(p)), old):
+                underflow.append(name)
+            else:
+                applied_not.append(name)
+        out.data["parameters"] = rows
+        n_train = sum(1 for n, p in after if p.requires_grad and n in before)
+        unchanged = [r["parameter"] for r in rows if r["requires_grad"] and r["changed"] is False]
+        out.metric("changed", sum(1 for r in rows if r["requires_grad"] and r["changed"]))
+        out.metric("unchanged", len(unchanged))
+        if unchanged and len(unchanged) == n_train:
+            out.fail(f"One optimizer step changed none of the {n_train} trainable parameter tensors. "
+                     + ("The train_step does not update the model: check that it calls "
+                        "loss.backward() and optimizer.step() on an optimizer built from this model."
+                        if ctx.bench.has_own_step else
+                        "The optimizer does not update this model's parameters: check its learning "
+                        "rate and that it is built from model.parameters()."),
+                     where="<model>", value=0, limit=n_train, metric="changed")
+        if no_grad:
+            out.fail(f"{len(no_grad)} trainable parameter tensor(s) did not change because they got "
+                     f"no gradient at all: {_names(no_grad, limit)}. The loss does not depend on them: "
+                     "the layer is not used in forward(), or its output is cut off by .detach(), "
+                     ".data, torch.no_grad() or a numpy round trip. Use the layer's output directly "
+                     "(or freeze the layer on purpose with requires_grad_(False)).",
+                     where=_common_module(no_grad), value=len(no_grad), limit=0, metric="no_gradient")
+        if lr_zero:
+            out.fail(f"{len(lr_zero)} parameter tensor(s) have a gradient but did not change because "
+                     f"their param group has lr=0: {_names(lr_zero, limit)}. Give the group a "
+                     "learning rate (or freeze those parameters on purpose).",
+                     where=_common_module(lr_zero), value=0.0, metric="lr")
+        if applied_not and len(unchanged) != n_train:
+            out.fail(f"{len(applied_not)} parameter tensor(s) have a non-zero gradient and are in "
+                     f"the optimizer, yet the step left them unchanged: {_names(applied_not, limit)}. "
+                     "Something resets them after the step (a re-initialisation or copy in "
+                     "train_step or forward), or the optimizer skips them.",
+                     where=_common_module(applied_not), value=len(applied_not), limit=0,
+                     metric="unchanged")
+        if underflow:
+            out.warn(f"{len(underflow)} parameter tensor(s) have a gradient so small that lr x grad "
+                     f"is below float32 resolution, so the step left them bit-for-bit unchanged: "
+                     f"{_names(underflow, limit)}. Usual for a bias followed by a normalisation "
+                     "layer (its gradient is zero up to rounding); otherwise the gradient vanishes "
+                     "before reaching them (see the gradients probe).",
+                     where=_common_module(underflow), value=len(underflow), metric="below_resolution")
+        if zero_unchanged:
+            out.warn(f"{len(zero_unchanged)} parameter tensor(s) got an all-zero gradient on this "
+                     f"batch and did not change: {_names(zero_unchanged, limit)}. Fine if they only "
+                     "matter for other inputs; if the gradient is zero on every batch, the layer is "
+                     "dead (all its ReLUs off) or multiplied by zero (see dead-neurons and gradients).",
+                     where=_common_module(zero_unchanged), value=len(zero_unchanged),
+                     metric="zero_gradient")
+        if zero_changed:
+            out.warn(f"{len(zero_changed)} parameter tensor(s) changed although their gradient on "
+                     f"this batch is exactly zero: {_names(zero_changed, limit)}. Only weight decay "
+                     "(or momentum) moved them, so the loss is not training them on this batch.",
+                     where=_common_module(zero_changed), value=len(zero_changed),
+                     metric="zero_gradient")
+        if frozen_changed:
+            out.warn(f"{len(frozen_changed)} frozen parameter tensor(s) (requires_grad=False) changed "
+                     f"during the step: {_names(frozen_changed, limit)}. Code in train_step or "
+                     "forward() writes to them; check that this is meant.",
+                     where=_common_module(frozen_changed), value=len(frozen_changed),
+                     metric="frozen_changed")
+        if nonfinite:
+            out.warn(f"After one step {len(nonfinite)} parameter tensor(s) hold NaN or Inf: "
+                     f"{_names(nonfinite, limit)}. See the nan probe for where it starts.",
+                     where=_common_module(nonfinite), value=len(nonfinite), metric="nonfinite")
+        if new:
+            out.data["created_during_step"] = new
+
+    def _diagnostic_grads(self, ctx) -> dict[str, str]:
+        """Gradient state per parameter from a separate loss/backward, for a train_step that clears
+        gradients before returning. Empty when there is no loss to differentiate."""
+        s = ctx.subject
+        if s.loss_fn is None and s.training_step is None:
+            return {}
+        model = ctx.bench.fresh_model()
+        with fork_seeded(ctx.seed):
+            loss = ctx.bench.compute_loss(model, ctx.bench.first_batch())
+            if loss.requires_grad:
+                ctx.bench.backward(loss)
+        return {n: _grad_state(p) for n, p in model.named_parameters()}
+
+    # ---- are gradients cleared between train_step calls ----------------------------------------
+    def _zero_grad_check(self, ctx, batch, out: Outcome) -> None:
+        bench, cfg = ctx.bench, self.config
+        model_a = bench.fresh_model()
+        opt_a = bench.make_optimizer(model_a)
+        with fork_seeded(ctx.seed):
+            bench.train_one_step(model_a, opt_a, batch)
+        g1 = _grads(model_a)
+        if all(g is None for g in g1.values()):
+            out.data["zero_grad_check"] = "pass: train_step leaves no gradient behind (set to None)"
+            out.metric("accumulated_fraction", 0.0)
+            return
+        try:
+            model_b = copy.deepcopy(model_a)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be copied: say so
+            out.warn(f"Could not check that train_step clears gradients: the model cannot be "
+                     f"deep-copied ({type(exc).__name__}: {exc}).", where="<train_step>")
+            return
+        for p in model_b.parameters():
+            p.grad = None
+        with fork_seeded(ctx.seed):
+            bench.train_one_step(model_a, opt_a, batch)
+        g2 = _grads(model_a)
+        opt_b = bench.make_optimizer(model_b)
+        with fork_seeded(ctx.seed):
+            bench.train_one_step(model_b, opt_b, batch)
+        gb = _grads(model_b)
+        names = [n for n in g1 if g1[n] is not None and g2.get(n) is not None and gb.get(n) is not None]
+        if not names:
+            out.warn("Could not check that train_step clears gradients: after its second call no "
+                     "parameter holds a gradient to compare.", where="<train_step>")
+            return
+        a, residual, per_param = accumulation(g1, g2, gb, names)
+        out.metric("accumulated_fraction", a)
+        out.metric("zero_grad_residual", residual)
+        out.data["zero_grad_check"] = {"accumulated_fraction": a, "residual": residual,
+                                       "per_parameter": per_param}
+        if not math.isfinite(a) or not math.isfinite(residual):
+            out.warn("Could not check that train_step clears gradients: the gradients are not finite "
+                     "(see the nan probe).", where="<train_step>")
+            return
+        if residual > cfg.residual_tolerance:
+            out.warn(f"Could not tell whether train_step clears gradients: after a second call on the "
+                     f"same batch the gradient is neither the fresh gradient nor the fresh gradient "
+                     f"plus the previous one (relative residual {residual:.2g} > "
+                     f"{cfg.residual_tolerance:g}; {a:.2f} of the previous gradient seems kept). "
+                     "Gradient clipping, scaling or randomness not driven by torch's generator "
+                     "changes the gradients between calls.", where="<train_step>", value=residual,
+                     limit=cfg.residual_tolerance, metric="zero_grad_residual")
+            return
+        if a > cfg.accumulation_limit:
+            stuck = [n for n, v in per_param.items() if v > cfg.accumulation_limit]
+            part = ("every parameter" if len(stuck) == len(per_param)
+                    else f"{len(stuck)} of {len(per_param)} parameter tensors ({_names(stuck, cfg.max_names)})")
+            out.fail(f"train_step does not clear gradients between steps: after a second call on the "
+                     f"same batch, {part} hold the previous step's gradient plus the new one "
+                     f"(fraction of the previous gradient kept: {a:.2f}, limit "
+                     f"{cfg.accumulation_limit}). Each update then uses the sum of all past "
+                     "gradients. Call optimizer.zero_grad() before loss.backward() in train_step "
+                     "(or switch this check off with check_zero_grad=False if it accumulates on "
+                     "purpose).", where="<train_step>", value=a, limit=cfg.accumulation_limit,
+                     metric="accumulated_fraction")
+
+    def _summarise(self, out: Outcome) -> None:
+        m = out.metrics
+        bits = [f"{m.get('changed', 0)} of {m.get('trainable', 0)} trainable parameter tensors changed "
+                "after one step"]
+        if m.get("missing_from_optimizer"):
+            bits.append(f"{m['missing_from_optimizer']} missing from the optimizer")
+        if "accumulated_fraction" in m:
+            a = m["accumulated_fraction"]
+            bits.append("gradients accumulate between train_step calls" if
+                        a is not None and a > self.config.accumulation_limit
+                        else "train_step clears gradients")
+        out.summary = "; ".join(bits)
+
+
+def accumulation(g1: dict, g2: dict, gb: dict, names: list[str]) -> tuple[float, float, dict]:
+    """Least-squares ``a`` in ``g2 - gB = a * g1`` over ``names`` (0: cleared, 1: accumulated),
+    the relative residual ``|g2 - gB - a g1| / (|g1| + |gB|)``, and ``a`` per parameter."""
+    per = {}
+    num = den = 0.0
+    for n in names:
+        d = (g2[n] - gb[n]).double().flatten()
+        x = g1[n].double().flatten()
+        xx = float(x @ x)
+        num += float(d @ x)
+        den += xx
+        if xx > 0:
+            per[n] = float(d @ x) / xx
+    if den == 0:
+        return 0.0, 0.0, per
+    a = num / den
+    res2 = scale2 = 0.0
+    for n in names:
+        r = (g2[n] - gb[n]).double() - a * g1[n].double()
+        res2 += float((r * r).sum())
+        scale2 += float(g1[n].double().norm() + gb[n].double().norm()) ** 2
+    residual = math.sqrt(res2) / max(math.sqrt(scale2), 1e-300)
+    return a, residual, per
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+    return {n: (p.grad.detach().clone() if p.grad is not None else None)
+            for n, p in model.named_parameters()}
+
+
+def _is_zero(lr: Any) -> bool:
+    try:
+        return float(lr) == 0.0
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def _below_resolution(p: torch.Tensor, lr: Any, old: torch.Tensor) -> bool:
+    """True when max |lr * g| is below the float32 spacing of the parameter's values: an SGD-size
+    step could not move any element (Adam's normalised step is larger, so it would have moved)."""
+    try:
+        lr = float(lr)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    g = p.grad.detach().abs().float()
+    spacing = old.detach().abs().float() * _FLOAT32_EPS / 2
+    return bool((lr * g <= spacing).all())
+
+
+def _common_module(names: list[str]) -> str:
+    """The module path shared by all the parameter names (``fc1`` for fc1.weight and fc1.bias)."""
+    mods = [n.rsplit(".", 1)[0] if "." in n else "<model>" for n in names]
+    if len(set(mods)) == 1:
+        return mods[0]
+    return ", ".join(dict.fromkeys(mods))
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the updates probe."""
+    return [UpdatesProbe]

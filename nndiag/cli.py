@@ -1,0 +1,131 @@
+"""The ``nndiag`` command line: parse, call the core, render. No logic lives here.
+
+Importing this module must not import torch, so ``nndiag --help`` answers instantly; the core is
+imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from nndiag import __version__
+from nndiag.errors import NndiagError
+from nndiag.report import FailOn
+
+EXIT_HELP = """Exit status: 0 when no probe reached the --fail-on level, 1 when one did (or a probe
+could not run), 2 when nothing could be checked (bad usage, the file does not load, required names
+missing)."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nndiag")
+def main() -> None:
+    """nndiag tells you, before a long training run, whether a PyTorch model can train at all,
+    and if not, why."""
+
+
+@main.command(epilog=EXIT_HELP)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.option("--probe", "probes", multiple=True, metavar="ID",
+              help="Run only this probe (repeatable). See `nndiag probes` for the ids.")
+@click.option("--skip", "skip", multiple=True, metavar="ID", help="Do not run this probe (repeatable).")
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here ('-' for stdout).")
+@click.option("--csv", "csv_path", metavar="PATH", help="Write the long-form CSV report here ('-' for stdout).")
+@click.option("--html", "html_path", metavar="PATH", help="Write the self-contained HTML report here ('-' for stdout).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for torch, numpy and random before every probe.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
+              help="Where the probes run; auto picks cuda when available.")
+@click.option("--fail-on", default="fail", show_default=True, type=click.Choice([f.value for f in FailOn]),
+              help="The lowest probe status that makes the exit status 1.")
+@click.option("--set", "settings", multiple=True, metavar="PROBE.KEY=VALUE",
+              help="Override a probe setting, e.g. --set overfit.steps=300 (repeatable).")
+@click.option("--weights", metavar="PATH", type=click.Path(dir_okay=False, path_type=str),
+              help="Load this state_dict into every fresh model (check a trained model).")
+@click.option("--data-dir", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
+              help="Data root for model files that read NNDIAG_DATA_DIR (the reference models do).")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
+def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fail_on, settings,
+          weights, data_dir, show_traceback, quiet) -> None:
+    """Check one or more model files (see docs/model-file.md for what a file defines)."""
+    from nndiag.progress import progress_display
+    from nndiag.runner import RunOptions, check_paths
+
+    if data_dir:
+        os.environ["NNDIAG_DATA_DIR"] = str(Path(data_dir).resolve())
+    try:
+        options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
+                             settings=parse_settings(settings), weights=weights)
+        with progress_display(quiet=quiet) as progress:
+            report = check_paths(files, options, progress=progress)
+    except NndiagError as exc:
+        _fail_usage(exc, show_traceback)
+    _write_reports(report, json_path, csv_path, html_path)
+    to_stdout = "-" in (json_path, csv_path, html_path)
+    from nndiag.writers import text
+
+    click.echo(text.render(report, quiet=quiet, traceback=show_traceback), nl=False,
+               err=to_stdout)
+    sys.exit(report.exit_code(fail_on))
+
+
+@main.command()
+def probes() -> None:
+    """List the registered probes: id, one-line description and the plugin providing it."""
+    from nndiag.plugins import collect_probes, get_plugin_manager
+
+    try:
+        specs = collect_probes(get_plugin_manager())
+    except NndiagError as exc:
+        _fail_usage(exc, False)
+    id_w = max(len("id"), *(len(s.id) for s in specs.values()))
+    plugin_w = max(len("plugin"), *(len(s.plugin) for s in specs.values()))
+    click.echo(f"{'id':<{id_w}}  {'plugin':<{plugin_w}}  description")
+    for s in specs.values():
+        click.echo(f"{s.id:<{id_w}}  {s.plugin:<{plugin_w}}  {s.description}")
+
+
+def parse_settings(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """``("overfit.steps=300",)`` -> ``{"overfit": {"steps": "300"}}``; UsageError on bad syntax."""
+    from nndiag.errors import UsageError
+
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        probe, dot, name = key.partition(".")
+        if not sep or not dot or not probe or not name:
+            raise UsageError(f"--set {item!r} is not of the form PROBE.KEY=VALUE.",
+                             hint="Write e.g. --set overfit.steps=300.")
+        out.setdefault(probe, {})[name.replace("-", "_")] = value
+    return out
+
+
+def _write_reports(report, json_path, csv_path, html_path) -> None:
+    for path, module in ((json_path, "json_writer"), (csv_path, "csv_writer"), (html_path, "html")):
+        if not path:
+            continue
+        import importlib
+
+        text = importlib.import_module(f"nndiag.writers.{module}").render(report)
+        if path == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+
+
+def _fail_usage(exc: NndiagError, show_traceback: bool) -> None:
+    if show_traceback:
+        import traceback
+
+        traceback.print_exc()
+    click.echo(f"nndiag: error: {exc}", err=True)
+    sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

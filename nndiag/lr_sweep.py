@@ -1,0 +1,189 @@
+"""The arithmetic of Smith's learning-rate range test, apart from any model: the exponential LR
+schedule, the bias-corrected EMA smoothing, the divergence test and the suggestions.
+
+Pure functions on lists of floats (numpy inside), so each number can be checked by hand. The
+defaults and the algorithms follow the three tools users know (see docs/probes/lr-range.md):
+
+* schedule ``lr_i = start * (end / start) ** (i / (n - 1))``: fastai ``SchedExp``, torch-lr-finder
+  ``ExponentialLR``;
+* smoothing ``avg = beta * avg + (1 - beta) * loss``, ``smoothed = avg / (1 - beta ** (i + 1))``:
+  fastai ``AvgSmoothLoss`` and Lightning's ``_LRCallback`` (beta 0.98);
+* stop when the smoothed loss exceeds ``4 x`` the best smoothed loss so far: fastai and Lightning;
+* suggestions on the smoothed curve with the first ``n // 10`` and the last 5 points trimmed
+  (fastai ``lr_find``): *steepest* descent measured against log LR (fastai ``steep``; Lightning
+  measures it against linear LR, which drags the pick to the high end, Lightning #14248), fastai's
+  *valley* (its default) and *minimum / 10*.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+def exp_lrs(start: float, end: float, num: int) -> list[float]:
+    """``num`` learning rates spaced evenly in log scale from ``start`` to ``end`` (both included)."""
+    if num < 2:
+        raise ValueError("an LR sweep needs at least 2 steps")
+    if not (0 < start < end):
+        raise ValueError(f"need 0 < start < end, got start={start}, end={end}")
+    return [start * (end / start) ** (i / (num - 1)) for i in range(num)]
+
+
+class EmaSmoother:
+    """Bias-corrected exponential moving average (fastai ``AvgSmoothLoss``, Lightning ``lr_find``)."""
+
+    def __init__(self, beta: float = 0.98) -> None:
+        if not 0 <= beta < 1:
+            raise ValueError(f"beta must lie in [0, 1), got {beta}")
+        self.beta = beta
+        self.avg = 0.0
+        self.count = 0
+
+    def update(self, value: float) -> float:
+        """Add ``value``; return the smoothed value so far."""
+        self.count += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * value
+        return self.avg / (1 - self.beta ** self.count)
+
+
+def ema_smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
+    """The bias-corrected EMA of ``values`` at every point."""
+    s = EmaSmoother(beta)
+    return [s.update(float(v)) for v in values]
+
+
+def has_diverged(smoothed: float, best: float, factor: float) -> bool:
+    """True when ``smoothed`` exceeds ``factor`` x ``best`` (fastai/Lightning), or is not finite.
+
+    For a best loss at or below zero (log-likelihood losses can be negative) "factor times" has no
+    meaning; the same rise is measured as ``smoothed - best > (factor - 1) * |best|``, which equals
+    ``smoothed > factor * best`` whenever ``best > 0``.
+    """
+    if not math.isfinite(smoothed):
+        return True
+    return smoothed - best > (factor - 1) * abs(best)
+
+
+def suggestion_window(n: int, num_it: int, skip_start: int | None = None, skip_end: int = 5) -> tuple[int, int]:
+    """``[lo, hi)`` of the points the suggestions look at: fastai trims ``num_it // 10`` at the
+    start and 5 at the end. When the sweep stopped early and too little is left, trim less (at least
+    5 points remain when there are 5)."""
+    lo = num_it // 10 if skip_start is None else skip_start
+    hi = n - skip_end
+    if hi - lo < 5:
+        lo, hi = max(0, min(lo, n - 5)), n
+    return lo, hi
+
+
+def steepest_index(lrs: Sequence[float], losses: Sequence[float]) -> int:
+    """Index of the steepest descent of ``losses`` against log LR (central differences)."""
+    x = np.log(np.asarray(lrs, dtype=float))
+    y = np.asarray(losses, dtype=float)
+    if len(y) < 2:
+        return 0
+    grad = np.gradient(y, x)
+    return int(np.argmin(grad))
+
+
+def valley_index(losses: Sequence[float]) -> int:
+    """fastai's ``valley``: the longest strictly decreasing run (longest decreasing subsequence),
+    then the point 1/2 of the way into its middle third: ``start + sec + sec / 2`` with
+    ``sec = length / 3``."""
+    n = len(losses)
+    if n == 0:
+        return 0
+    lds = [1] * n
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def minimum_index(losses: Sequence[float]) -> int:
+    """Index of the lowest loss."""
+    return int(np.argmin(np.asarray(losses, dtype=float)))
+
+
+@dataclass
+class SweepCurve:
+    """One LR range test: what was tried and seen, and why it stopped."""
+
+    lrs: list[float] = field(default_factory=list)  # LR of the reference group at each step
+    losses: list[float] = field(default_factory=list)  # raw loss of each step (before its update)
+    smoothed: list[float] = field(default_factory=list)
+    stop: str = "end"  # "end" (every LR tried), "diverged" (smoothed > factor x best), "nonfinite"
+    num_it: int = 0  # the planned number of steps
+
+    @property
+    def diverged_at(self) -> float | None:
+        """The LR at which the sweep stopped because the loss diverged (None when it did not)."""
+        return self.lrs[-1] if self.stop in ("diverged", "nonfinite") and self.lrs else None
+
+
+def record_step(curve: SweepCurve, smoother: EmaSmoother, best: list[float], lr: float, loss: float,
+                factor: float) -> bool:
+    """Add one step to ``curve``; return True when the sweep must stop (the loss diverged).
+
+    ``best`` is a one-element list holding the best smoothed loss so far (updated in place).
+    A non-finite raw loss stops at once (its smoothed value is recorded as NaN).
+    """
+    curve.lrs.append(float(lr))
+    curve.losses.append(float(loss))
+    if not math.isfinite(loss):
+        curve.smoothed.append(float("nan"))
+        curve.stop = "nonfinite"
+        return True
+    sm = smoother.update(loss)
+    curve.smoothed.append(sm)
+    if len(curve.smoothed) == 1 or sm < best[0]:
+        best[0] = sm
+    if len(curve.smoothed) > 1 and has_diverged(sm, best[0], factor):
+        curve.stop = "diverged"
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """The suggested LRs and the landmarks of the curve the verdict uses."""
+
+    steepest: float | None
+    valley: float | None
+    minimum_div10: float | None
+    lr_at_min: float | None  # LR where the smoothed loss was lowest (whole curve)
+    descent: float  # relative fall of the smoothed loss from its first value to its lowest
+    window: tuple[int, int]
+
+
+def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5) -> Suggestions:
+    """Suggestions from the finite part of the smoothed curve (see the module docstring)."""
+    sm = [s for s in curve.smoothed if math.isfinite(s)]
+    lrs = curve.lrs[: len(sm)]
+    if len(sm) < 2:
+        return Suggestions(None, None, None, None, 0.0, (0, len(sm)))
+    first = sm[0]
+    low = min(sm)
+    descent = (first - low) / abs(first) if first != 0 else 0.0
+    lr_at_min = lrs[minimum_index(sm)]
+    lo, hi = suggestion_window(len(sm), curve.num_it or len(sm), skip_start, skip_end)
+    w_lrs, w_sm = lrs[lo:hi], sm[lo:hi]
+    if len(w_sm) < 2:
+        return Suggestions(None, None, None, lr_at_min, descent, (lo, hi))
+    return Suggestions(
+        steepest=w_lrs[steepest_index(w_lrs, w_sm)],
+        valley=w_lrs[min(valley_index(w_sm), len(w_sm) - 1)],
+        minimum_div10=w_lrs[minimum_index(w_sm)] / 10,
+        lr_at_min=lr_at_min,
+        descent=descent,
+        window=(lo, hi),
+    )

@@ -1,0 +1,316 @@
+"""nndiag's pytest plugin (the ``pytest11`` entry point ``nndiag``).
+
+Gives tests the ``nndiag`` fixture (``nndiag.check(...)`` runs probes and returns the report), the
+``@pytest.mark.nndiag(...)`` marker for per-test probe options, the ``--nndiag-*`` options, a
+session report (``--nndiag-report PATH``, also under pytest-xdist) and an "nndiag summary" section.
+
+Only pytest and the standard library are imported here at top level: a suite that never uses
+nndiag must not pay for torch (hypothesis' ``_hypothesis_pytestplugin.py`` does the same). nndiag's
+core is imported inside the fixture and the hooks that need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAIL_ON_CHOICES = ("fail", "warn")
+_WORKER_KEY = "nndiag_records"  # key in xdist's workeroutput
+
+
+@dataclasses.dataclass
+class _Record:
+    nodeid: str
+    report: Any  # nndiag.report.Report
+
+
+@dataclasses.dataclass
+class SessionState:
+    """What the plugin keeps for one pytest session (in ``config.stash``)."""
+
+    config: pytest.Config
+    fail_on: str
+    device: str
+    seed: int
+    report_paths: list[Path]
+    records: list[_Record] = dataclasses.field(default_factory=list)
+    current_item: pytest.Item | None = None
+    write_notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def is_worker(self) -> bool:
+        """True in a pytest-xdist worker (the controller writes the report)."""
+        return hasattr(self.config, "workerinput")
+
+    def defaults(self, item: pytest.Item | None = None) -> dict[str, Any]:
+        """Options under every check: the session's seed/device, then the test's markers."""
+        from nndiag.testing import merge_options
+
+        item = item if item is not None else self.current_item
+        layers: list[dict[str, Any]] = [{"seed": self.seed, "device": self.device}]
+        if item is not None:
+            for mark in reversed(list(item.iter_markers("nndiag"))):  # closest marker wins
+                if mark.args:
+                    raise pytest.UsageError(
+                        f"@pytest.mark.nndiag takes keyword options only, got {mark.args!r} on {item.nodeid}.")
+                layers.append(dict(mark.kwargs))
+        return merge_options(*layers)
+
+    def record(self, report: Any, nodeid: str | None = None) -> None:
+        """Keep ``report`` for the session report and summary."""
+        if nodeid is None:
+            nodeid = self.current_item.nodeid if self.current_item is not None else ""
+        self.records.append(_Record(nodeid, report))
+
+
+_STATE = pytest.StashKey[SessionState]()
+_ACTIVE: list[SessionState] = []  # stack: pytester runs sessions inside sessions
+
+
+def active_session() -> SessionState | None:
+    """The innermost configured session (used by :mod:`nndiag.testing` helpers)."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Options, configuration.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nndiag", "nndiag: neural-network training checks")
+    group.addoption("--nndiag-report", action="append", dest="nndiag_report", default=[],
+                    metavar="PATH",
+                    help="Write every nndiag check of the session to PATH (.html, .csv or .json); repeatable.")
+    group.addoption("--nndiag-fail-on", dest="nndiag_fail_on", default=None, choices=FAIL_ON_CHOICES,
+                    help="Lowest probe status that fails the nndiag assertion helpers (default: fail).")
+    group.addoption("--nndiag-device", dest="nndiag_device", default=None, metavar="DEVICE",
+                    help="Device nndiag checks run on: cpu, cuda or auto (default: cpu).")
+    group.addoption("--nndiag-seed", dest="nndiag_seed", default=None, type=int, metavar="N",
+                    help="Seed of every nndiag check (default: 0).")
+    parser.addini("nndiag_report", type="paths", default=[],
+                  help="nndiag session report paths (.html, .csv, .json), relative to the ini file.")
+    parser.addini("nndiag_fail_on", default="fail", help="Default of --nndiag-fail-on (fail or warn).")
+    parser.addini("nndiag_device", default="cpu", help="Default of --nndiag-device.")
+    parser.addini("nndiag_seed", default="0", help="Default of --nndiag-seed.")
+
+
+def _setting(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(name)
+    return value if value is not None else config.getini(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "nndiag(**options): options for the nndiag fixture's checks in this test, e.g. "
+        "probes=['gradients'], seed=1, overfit={'steps': 100}.")
+    fail_on = str(_setting(config, "nndiag_fail_on")).strip()
+    if fail_on not in FAIL_ON_CHOICES:
+        raise pytest.UsageError(f"nndiag_fail_on = {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}.")
+    seed_value = _setting(config, "nndiag_seed")
+    try:
+        seed = int(seed_value)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"nndiag_seed = {seed_value!r} is not an integer.") from None
+    invocation_dir = config.invocation_params.dir
+    paths = [invocation_dir / p for p in config.getoption("nndiag_report")]
+    paths += [Path(p) for p in config.getini("nndiag_report")]
+    for p in paths:
+        if p.suffix.lower() not in (".html", ".csv", ".json"):
+            raise pytest.UsageError(f"--nndiag-report {p}: the suffix must be .html, .csv or .json.")
+    state = SessionState(config, fail_on, str(_setting(config, "nndiag_device")).strip(), seed, paths)
+    config.stash[_STATE] = state
+    _ACTIVE.append(state)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None and state in _ACTIVE:
+        _ACTIVE.remove(state)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Remember the running test, so helpers outside the fixture know its markers and id."""
+    state = item.config.stash.get(_STATE, None)
+    if state is not None:
+        state.current_item = item
+    try:
+        yield
+    finally:
+        if state is not None:
+            state.current_item = None
+
+
+# ------------------------------------------------------------------------------------------------
+# The fixture.
+
+
+class NndiagFixture:
+    """The ``nndiag`` fixture: ``nndiag.check(...)`` and the reports of this test."""
+
+    def __init__(self, state: SessionState, item: pytest.Item) -> None:
+        self._state = state
+        self._item = item
+        self.reports: list[Any] = []
+
+    @property
+    def fail_on(self) -> str:
+        """The session's ``--nndiag-fail-on`` level."""
+        return self._state.fail_on
+
+    def options(self) -> dict[str, Any]:
+        """The options every check of this test starts from (session defaults + markers)."""
+        return self._state.defaults(self._item)
+
+    def check(self, path: Any = None, /, **kwargs: Any):
+        """Run probes like :func:`nndiag.check` and return the Report.
+
+        ``path`` is a model file; or pass ``model=`` (module or factory), ``batch=``/``batches=``,
+        ``loss_fn=``, ``optimizer=`` (factory), ``training_step=``/``train_step=``. Options:
+        ``probes=``, ``skip=``, ``seed=``, ``device=``, ``settings=`` or per-probe keywords
+        (``overfit={"steps": 100}``). Unset options come from ``@pytest.mark.nndiag(...)``, then
+        from ``--nndiag-seed``/``--nndiag-device``. The report joins the session report.
+        """
+        from nndiag.api import check
+        from nndiag.testing import merge_options
+
+        options = merge_options(self.options(), kwargs)
+        report = check(path, **options)
+        self.reports.append(report)
+        self._state.record(report, self._item.nodeid)
+        return report
+
+
+@pytest.fixture
+def nndiag(request: pytest.FixtureRequest) -> NndiagFixture:
+    """Run nndiag probes in a test: ``report = nndiag.check("model.py", probes=["gradients"])``."""
+    state = request.config.stash.get(_STATE, None)
+    if state is None:  # pragma: no cover - only if pytest_configure did not run
+        raise pytest.UsageError("the nndiag plugin was not configured for this session.")
+    return NndiagFixture(state, request.node)
+
+
+# ------------------------------------------------------------------------------------------------
+# The session report: xdist transport, files, terminal summary.
+
+
+def _records_to_json(records: list[_Record]) -> str:
+    return json.dumps([{"nodeid": r.nodeid, "report": r.report.to_dict()} for r in records], default=str)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller: take the records a worker sent in its workeroutput."""
+    state = node.config.stash.get(_STATE, None)
+    payload = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+    if state is None or not payload:
+        return
+    from nndiag.testing import report_from_dict
+
+    for item in json.loads(payload):
+        state.records.append(_Record(item["nodeid"], report_from_dict(item["report"])))
+
+
+def session_report(state: SessionState):
+    """Every check of the session as one Report; each subject is named with its test's id."""
+    from nndiag.report import Report
+
+    subjects = []
+    for rec in sorted(state.records, key=lambda r: r.nodeid):  # stable: a test's checks stay in order
+        for s in rec.report.subjects:
+            name = f"{s.subject} ({rec.nodeid})" if rec.nodeid else s.subject
+            subjects.append(dataclasses.replace(s, subject=name))
+    return Report(tuple(subjects))
+
+
+def _render(report: Any, path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return json.dumps(report.to_dict(), indent=2)
+    if suffix == ".html":
+        from nndiag.writers.html import render
+    else:
+        from nndiag.writers.csv_writer import render
+    return render(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None:
+        return
+    if state.is_worker:
+        if state.records:
+            session.config.workeroutput[_WORKER_KEY] = _records_to_json(state.records)
+        return
+    if not state.report_paths:
+        return
+    report = session_report(state)
+    for path in state.report_paths:
+        try:
+            text = _render(report, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except ImportError as exc:
+            state.write_notes.append(f"nndiag: could not write {path}: its writer is not available ({exc}).")
+        except OSError as exc:
+            state.write_notes.append(f"nndiag: could not write {path}: {exc}.")
+        else:
+            state.write_notes.append(f"nndiag report: {path}")
+
+
+def _status_counts(state: SessionState) -> str:
+    order = ("pass", "warn", "fail", "error", "skip")
+    counts = dict.fromkeys(order, 0)
+    not_loaded = 0
+    for rec in state.records:
+        for s in rec.report.subjects:
+            not_loaded += bool(s.load_error)
+            for r in s.results:
+                counts[r.status.value] += 1
+    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
+    if not_loaded:
+        parts.append(f"{not_loaded} not loaded")
+    return ", ".join(parts) or "no probe results"
+
+
+def _what(result: Any) -> str:
+    """One line on a bad result: its first finding at the result's status, else its summary."""
+    for f in result.findings:
+        if f.severity is result.status:
+            text = f"{f.where}: {f.message}" if f.where else f.message
+            return text.splitlines()[0] if text else ""
+    return result.summary.splitlines()[0] if result.summary else ""
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or state.is_worker or not (state.records or state.write_notes):
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "nndiag summary")
+    n_tests = len({r.nodeid for r in state.records})
+    n_checks = len(state.records)
+    tr.write_line(f"nndiag: {n_checks} check{'s' * (n_checks != 1)} in {n_tests} "
+                  f"test{'s' * (n_tests != 1)}: {_status_counts(state)}")
+    width = shutil.get_terminal_size().columns
+    tw = getattr(tr, "_tw", None)
+    width = getattr(tw, "fullwidth", width)
+    full = config.get_verbosity() >= 2
+    for rec in sorted(state.records, key=lambda r: r.nodeid):
+        for s in rec.report.subjects:
+            bad = [("ERROR", "load", s.load_error)] if s.load_error else [
+                (r.status.value.upper(), r.probe, _what(r)) for r in s.results
+                if r.status.value in ("warn", "fail", "error")]
+            for status, probe, what in bad:
+                line = f"{status} {rec.nodeid or '<no test>'} - {s.subject} {probe}: {what}"
+                if not full and len(line) > width:
+                    line = line[: max(width - 3, 20)] + "..."
+                tr.write_line(line)
+    for note in state.write_notes:
+        tr.write_line(note)

@@ -1,0 +1,172 @@
+"""The shared training pass behind the ``nan`` and ``gradients`` probes.
+
+A fresh model trains for a few steps on the probe batches, exactly as the user's code would, while
+recording what both probes need: the loss, per-parameter gradient statistics and update sizes for
+the first steps, and a cheap finiteness check of inputs, parameters, loss and gradients at every
+step. Watching every op is expensive (``detect_anomaly`` costs 2.5-3x, prior-art.md), so the pass
+runs plain; only when something turns non-finite does :mod:`nndiag.nan_locator` rebuild the model,
+replay up to that step and run that one step under full instrumentation. A healthy run therefore
+pays for one extra gradient-norm kernel per step and nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nndiag.batches import iter_tensors, split_batch
+from nndiag.errors import SubjectError
+from nndiag.subject import Workbench
+from nndiag.torchhooks import all_finite
+
+
+@dataclass
+class ParamStats:
+    """Gradient statistics of one parameter at one step (None grad: ``has_grad`` False)."""
+
+    has_grad: bool
+    grad_norm: float = 0.0
+    mean_abs_grad: float = 0.0
+    max_abs_grad: float = 0.0
+    weight_norm: float = 0.0
+    update_norm: float = 0.0  # |w_after - w_before| of the optimizer step
+    lr: float | None = None
+
+
+@dataclass
+class NonFinite:
+    """Where a non-finite value first appeared: ``stage`` is one of inputs, targets, parameters,
+    forward, loss, gradients; ``where`` names the module/parameter; ``step`` counts from 0."""
+
+    step: int
+    stage: str
+    where: str
+    detail: str
+
+
+@dataclass
+class TrainingTrace:
+    """What the shared pass saw."""
+
+    steps_run: int
+    losses: list[float] = field(default_factory=list)
+    stats: list[dict[str, ParamStats]] = field(default_factory=list)  # first ``stats_steps`` steps
+    param_names: list[str] = field(default_factory=list)  # trainable parameters, model order
+    non_finite: NonFinite | None = None
+    own_step: bool = False  # the user's train_step did the updates
+
+
+def _lr_of(optimizer: torch.optim.Optimizer) -> dict[int, float]:
+    out = {}
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        for p in group["params"]:
+            out[id(p)] = float(lr) if isinstance(lr, (int, float, torch.Tensor)) else None
+    return out
+
+
+def _check_batch(batch: Any, step: int, source: str) -> NonFinite | None:
+    try:
+        inputs, targets = split_batch(batch, source)
+    except SubjectError:
+        inputs, targets = batch, None
+    for stage, part in (("inputs", inputs), ("targets", targets)):
+        if part is not None and not all_finite(part):
+            count = sum(int((~torch.isfinite(t)).sum()) for t in iter_tensors(part)
+                        if t.is_floating_point())
+            return NonFinite(step, stage, stage, f"{count} non-finite value(s) in the batch {stage}")
+    return None
+
+
+def _check_params(model: torch.nn.Module, step: int) -> NonFinite | None:
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p.detach()).all()):
+            when = "at initialisation" if step == 0 else f"after {step} update(s)"
+            return NonFinite(step, "parameters", name, f"parameter {name} holds NaN/Inf {when}")
+    return None
+
+
+def run_training_trace(bench: Workbench, steps: int, stats_steps: int) -> TrainingTrace:
+    """Train a fresh model for ``steps`` steps; full gradient statistics for the first ``stats_steps``.
+
+    Stops at the first non-finite input, parameter, loss or gradient, recording where.
+    """
+    model = bench.fresh_model()
+    named = bench.trainable_parameters(model)
+    optimizer = bench.make_optimizer(model)
+    batches = bench.probe_batches()
+    trace = TrainingTrace(0, param_names=[n for n, _ in named], own_step=bench.has_own_step)
+    source = bench.subject.data_source
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        problem = _check_batch(batch, step, source) or _check_params(model, step)
+        if problem is not None:
+            trace.non_finite = problem
+            break
+        want_stats = step < stats_steps
+        before = [p.detach().clone() for _, p in named] if want_stats else None
+        loss, grads_finite = _one_step(bench, model, optimizer, batch)
+        trace.steps_run = step + 1
+        trace.losses.append(loss)
+        if want_stats:
+            trace.stats.append(_param_stats(named, before, _lr_of(optimizer)))
+        if not torch.isfinite(torch.tensor(loss)):
+            trace.non_finite = NonFinite(step, "loss", "", f"the loss is {loss}")
+            break
+        if not grads_finite:
+            trace.non_finite = NonFinite(step, "gradients", "", "a gradient holds NaN/Inf")
+            break
+    return trace
+
+
+def _one_step(bench: Workbench, model, optimizer, batch) -> tuple[float, bool]:
+    """One update; returns the loss and whether every gradient was finite.
+
+    With nndiag's own step the gradients are checked before ``optimizer.step()`` so that a
+    non-finite gradient never reaches the weights; a user ``train_step`` is checked after.
+    """
+    if bench.has_own_step:
+        loss = bench.train_one_step(model, optimizer, batch)
+        return loss, _grads_finite(model)
+    optimizer.zero_grad(set_to_none=True)
+    loss_t = bench.compute_loss(model, batch)
+    loss = float(loss_t.detach())
+    if not torch.isfinite(loss_t.detach()):
+        return loss, True
+    bench.backward(loss_t)
+    finite = _grads_finite(model)
+    if finite:
+        optimizer.step()
+    return loss, finite
+
+
+def _grads_finite(model: torch.nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    # One fused norm per parameter and one sync: the norm of a tensor with NaN/Inf is NaN/Inf.
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+
+
+def _param_stats(named, before, lrs) -> dict[str, ParamStats]:
+    out = {}
+    for (name, p), old in zip(named, before):
+        w = p.detach()
+        stats = ParamStats(has_grad=p.grad is not None, weight_norm=float(old.float().norm()),
+                           update_norm=float((w - old).float().norm()), lr=lrs.get(id(p)))
+        if p.grad is not None:
+            g = p.grad.detach().float()
+            stats.grad_norm = float(g.norm())
+            stats.mean_abs_grad = float(g.abs().mean()) if g.numel() else 0.0
+            stats.max_abs_grad = float(g.abs().max()) if g.numel() else 0.0
+        out[name] = stats
+    return out
+
+
+def shared_training_trace(ctx, steps: int, stats_steps: int) -> TrainingTrace:
+    """The trace for this subject, computed once per (steps, stats_steps) and shared."""
+    return ctx.shared(("training_trace", steps, stats_steps),
+                      lambda: run_training_trace(ctx.bench, steps, stats_steps))

@@ -1,0 +1,417 @@
+"""The HTML report: one self-contained file (styles, script and plots inline; nothing fetched).
+
+Layout (docs/reports.md explains every part): a summary banner with the count of each status per
+subject and a strip of one coloured box per probe, then per subject and per probe its status,
+summary, findings table, plots (learning-rate range curve, overfit loss curve, gradient norms,
+dead and saturated fractions), the parameter table, and folded details: metrics, the per-layer
+numbers behind the plots, the default thresholds with their sources, and the traceback of an error.
+
+Everything that comes from the user or the probes (subject and module names, messages, metric
+names) is escaped with :func:`html.escape`; plots are inline SVG from :mod:`nndiag.writers.plots`,
+whose text matplotlib escapes and whose markup is checked for active content. A Content-Security-
+Policy meta tag allows only the one inline script (by its hash) and inline styles, so even a
+missed escape could not run a script or load anything from the network.
+
+The inline script does two things, both driven by the query string only: ``?theme=dark`` or
+``?theme=light`` forces a palette (the default follows ``prefers-color-scheme``), and ``?selftest``
+records script errors, ``alert`` calls and each plot's rendered size into ``<pre id="selftest">``
+(used by tests/test_report_browser.py through ``chromium --dump-dom``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html as _html
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nndiag.report import ProbeResult, Report, SubjectReport
+
+STATUSES = ("pass", "warn", "fail", "error", "skip")
+MAX_TABLE_ROWS = 500
+
+
+def esc(value: Any) -> str:
+    """Text made safe for HTML content and attribute values."""
+    return _html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """A metric or cell value as short, escaped text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "\u221e" if value > 0 else "\u2212\u221e"
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return esc(f"{value:.4g}")
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(fmt(v) for v in value[:12])
+        more = ", \u2026" if len(value) > 12 else ""
+        return f"[{inner}{more}]"
+    if isinstance(value, Mapping):
+        return esc(", ".join(f"{k}: {v}" for k, v in list(value.items())[:12]))
+    return esc(value)
+
+
+# ----------------------------------------------------------------------------- static parts
+
+_LIGHT = {
+    "bg": "#ffffff", "fg": "#1f2328", "muted": "#59636e", "line": "#d1d9e0", "panel": "#f6f8fa",
+    "plot-fg": "#5c5c5c", "plot-grid": "#dcdcdc",
+    "c1": "#1f77b4", "c2": "#e8710a", "c3": "#2ca02c", "c4": "#d62728", "c5": "#9467bd",
+    "pass": "#1a7f37", "pass-bg": "#dafbe1", "warn": "#9a6700", "warn-bg": "#fff8c5",
+    "fail": "#cf222e", "fail-bg": "#ffebe9", "error": "#8250df", "error-bg": "#fbefff",
+    "skip": "#59636e", "skip-bg": "#eaeef2",
+}
+_DARK = {
+    "bg": "#0d1117", "fg": "#e6edf3", "muted": "#9198a1", "line": "#3d444d", "panel": "#151b23",
+    "plot-fg": "#a8a8a8", "plot-grid": "#3a3f46",
+    "c1": "#58a6ff", "c2": "#ffa657", "c3": "#3fb950", "c4": "#ff7b72", "c5": "#d2a8ff",
+    "pass": "#3fb950", "pass-bg": "#12261e", "warn": "#d29922", "warn-bg": "#272115",
+    "fail": "#f85149", "fail-bg": "#2d1214", "error": "#a371f7", "error-bg": "#231a33",
+    "skip": "#9198a1", "skip-bg": "#21262d",
+}
+
+
+def _vars(palette: Mapping[str, str]) -> str:
+    return "".join(f"--{k}:{v};" for k, v in palette.items())
+
+
+CSS = (
+    f":root{{{_vars(_LIGHT)}color-scheme:light}}"
+    f"@media (prefers-color-scheme:dark){{:root:not(.light){{{_vars(_DARK)}color-scheme:dark}}}}"
+    f":root.dark{{{_vars(_DARK)}color-scheme:dark}}"
+    """
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
+main{max-width:1100px;margin:0 auto;padding:1.2rem 1.2rem 4rem}
+h1{font-size:1.5rem;margin:.2rem 0 .6rem}
+h2{font-size:1.25rem;margin:2.2rem 0 .6rem;padding-bottom:.3rem;border-bottom:1px solid var(--line);overflow-wrap:anywhere}
+h3{font-size:1.05rem;margin:0;display:inline}
+a{color:var(--c1)}
+code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:.86em}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);padding:.6rem;border-radius:6px;max-height:30rem;overflow:auto}
+.muted{color:var(--muted)}
+.badge{display:inline-block;min-width:3.6em;text-align:center;padding:.05rem .5rem;border-radius:1rem;font-weight:600;font-size:.8rem;text-transform:uppercase;letter-spacing:.03em;border:1px solid currentColor}
+.st-pass{color:var(--pass);background:var(--pass-bg)}.st-warn{color:var(--warn);background:var(--warn-bg)}
+.st-fail{color:var(--fail);background:var(--fail-bg)}.st-error{color:var(--error);background:var(--error-bg)}
+.st-skip{color:var(--skip);background:var(--skip-bg)}
+.banner{border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem;background:var(--panel)}
+.banner table{margin:0}
+.count{display:inline-block;min-width:1.8em;text-align:center;border-radius:4px;padding:0 .3rem;font-weight:600}
+.count.zero{opacity:.35;background:none}
+.strip{display:flex;flex-wrap:wrap;gap:3px}
+.strip a{display:block;width:1.05rem;height:1.05rem;border-radius:3px;border:1px solid currentColor;text-decoration:none}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.88rem;width:auto;max-width:100%}
+th,td{border-bottom:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{font-weight:600;color:var(--muted);white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.tablewrap{overflow-x:auto;max-width:100%}
+.probe{border:1px solid var(--line);border-left:5px solid var(--skip);border-radius:8px;padding:.7rem 1rem;margin:1rem 0}
+.probe.st-pass,.probe.st-warn,.probe.st-fail,.probe.st-error,.probe.st-skip{background:none;color:inherit}
+.probe.st-pass{border-left-color:var(--pass)}.probe.st-warn{border-left-color:var(--warn)}
+.probe.st-fail{border-left-color:var(--fail)}.probe.st-error{border-left-color:var(--error)}
+.probe-head{display:flex;gap:.7rem;align-items:baseline;flex-wrap:wrap}
+.probe-head .secs{margin-left:auto}
+.summary{margin:.4rem 0;overflow-wrap:anywhere}
+.desc{font-size:.85rem;margin:.1rem 0 .3rem}
+figure.plot{margin:.8rem 0;max-width:760px}
+figure.plot svg{display:block;width:100%;height:auto}
+figure.plot figcaption{font-size:.82rem;color:var(--muted)}
+details{margin:.4rem 0}
+summary{cursor:pointer;color:var(--muted);font-size:.9rem}
+.note{font-size:.85rem;color:var(--muted);font-style:italic}
+.loaderr{border-left:5px solid var(--error);padding:.5rem 1rem;background:var(--error-bg)}
+footer{margin-top:3rem;font-size:.8rem;color:var(--muted)}
+"""
+)
+
+# Runs first, in <head>; the CSP below allows exactly this text (by hash) and nothing else.
+SCRIPT = r"""(function(){
+var q=location.search||"",root=document.documentElement;
+var m=/[?&]theme=(dark|light)/.exec(q);if(m){root.classList.add(m[1]);}
+if(!/[?&]selftest/.test(q)){return;}
+var rec={errors:[],alerts:[],plots:[],probes:0,subjects:0,banner:false,ready:""};
+window.addEventListener("error",function(e){var t=e.target;rec.errors.push(e.message?String(e.message)+" @ "+(e.filename||"")+":"+(e.lineno||0):"resource error: "+(t&&(t.src||t.href||t.tagName)));},true);
+window.addEventListener("unhandledrejection",function(e){rec.errors.push("unhandled rejection: "+String(e.reason));});
+["alert","confirm","prompt"].forEach(function(n){window[n]=function(x){rec.alerts.push(n+": "+String(x));};});
+var ce=console.error;console.error=function(){rec.errors.push("console.error: "+Array.prototype.join.call(arguments," "));return ce.apply(console,arguments);};
+function out(stage){
+rec.ready=stage;
+rec.plots=Array.prototype.map.call(document.querySelectorAll("figure.plot"),function(f){var s=f.querySelector("svg"),r=s?s.getBoundingClientRect():{width:0,height:0};return {id:f.id,w:Math.round(r.width),h:Math.round(r.height)};});
+rec.probes=document.querySelectorAll("article.probe").length;
+rec.subjects=document.querySelectorAll("section.subject").length;
+rec.banner=!!document.querySelector("section.banner");
+var p=document.getElementById("selftest");if(!p){p=document.createElement("pre");p.id="selftest";document.body.appendChild(p);}
+p.textContent=JSON.stringify(rec);}
+document.addEventListener("DOMContentLoaded",function(){out("domcontentloaded");});
+window.addEventListener("load",function(){out("load");});
+})();"""
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsafe-inline'; "
+       "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")
+
+
+# ----------------------------------------------------------------------------- probe metadata
+
+
+@lru_cache(maxsize=1)
+def _registered() -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """probe id -> (description, default thresholds with sources), from the registered probes."""
+    try:
+        from nndiag.plugins import collect_probes, get_plugin_manager
+        from nndiag.probe import config_sources
+
+        out = {}
+        for pid, spec in collect_probes(get_plugin_manager()).items():
+            try:
+                out[pid] = (str(spec.cls.description or ""), config_sources(spec.cls))
+            except Exception:  # noqa: BLE001 - a plugin's odd Config costs its threshold table only
+                out[pid] = (str(getattr(spec.cls, "description", "") or ""), [])
+        return out
+    except Exception:  # noqa: BLE001 - the report must render even when the registry does not load
+        return {}
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _badge(status: Any) -> str:
+    s = esc(status)
+    return f'<span class="badge st-{s}">{s}</span>'
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Iterable[int] = (),
+           cls: str = "") -> str:
+    """An HTML table; every cell is formatted by :func:`fmt` (so escaped) unless it is a _Raw."""
+    numeric = set(numeric)
+    head = "".join(f'<th{" class=num" if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(headers))
+    body = []
+    for n, row in enumerate(rows):
+        if n >= MAX_TABLE_ROWS:
+            body.append(f'<tr><td colspan="{len(headers)}" class="note">rows after {MAX_TABLE_ROWS} '
+                        "left out</td></tr>")
+            break
+        cells = []
+        for i, v in enumerate(row):
+            text = v.html if isinstance(v, _Raw) else fmt(v)
+            cells.append(f'<td{" class=num" if i in numeric else ""}>{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    c = f' class="{cls}"' if cls else ""
+    return (f'<div class="tablewrap"><table{c}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+class _Raw:
+    """Already-safe HTML for a table cell (built here from escaped parts only)."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+
+def _findings(result: "ProbeResult") -> str:
+    findings = list(result.findings or ())
+    if not findings:
+        return ""
+    rows = [(_Raw(_badge(f.severity)), _Raw(f'<span class="mono">{esc(f.where)}</span>'),
+             _Raw(esc(f.message)), f.metric or "", f.value, f.limit) for f in findings]
+    return _table(("severity", "where", "message", "metric", "value", "limit"), rows, numeric=(4, 5),
+                  cls="findings")
+
+
+def _metrics(result: "ProbeResult") -> str:
+    metrics = dict(result.metrics or {})
+    if not metrics:
+        return ""
+    rows = [(_Raw(f'<span class="mono">{esc(k)}</span>'), v) for k, v in metrics.items()]
+    return (f"<details><summary>Metrics ({len(metrics)})</summary>"
+            f"{_table(('metric', 'value'), rows, numeric=(1,))}</details>")
+
+
+def _dict_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    cols: list[str] = []
+    for r in rows[:MAX_TABLE_ROWS]:
+        for k in r:
+            if str(k) not in cols and len(cols) < 30:
+                cols.append(str(k))
+    return cols, [[r.get(c) for c in cols] for r in rows]
+
+
+def _params_table(result: "ProbeResult") -> str:
+    from nndiag.writers.plots import layer_rows
+
+    layers = layer_rows(result.data or {})
+    if not layers:
+        return ""
+    rows = []
+    for r in layers:
+        shared = r.get("shared_with")
+        shape = r.get("output_shape")
+        rows.append((_Raw(f'<span class="mono">{esc(r.get("layer", ""))}</span>'), r.get("type", ""),
+                     r.get("trainable"), r.get("frozen"),
+                     ", ".join(map(str, shared)) if isinstance(shared, (list, tuple)) else shared,
+                     "\u00d7".join(map(str, shape)) if isinstance(shape, (list, tuple)) else shape))
+    m = result.metrics or {}
+    if "total" in m:
+        rows.append((_Raw("<strong>total</strong>"), "", m.get("trainable"), m.get("frozen"), "",
+                     _Raw(f"{fmt(m.get('total'))} parameters")))
+    return ("<h4>Parameters per layer</h4>" +
+            _table(("layer", "type", "trainable", "frozen", "shared with", "output shape"), rows,
+                   numeric=(2, 3), cls="params"))
+
+
+_SPECIAL_TABLES = {"params": {"layers"}}
+
+
+def _data_tables(result: "ProbeResult") -> str:
+    """Folded tables for the structured ``data`` entries not shown elsewhere (per-layer numbers,
+    limits); plain number series are only named."""
+    data = result.data or {}
+    skip = _SPECIAL_TABLES.get(result.probe, set())
+    parts, series = [], []
+    for key, value in data.items():
+        if key in skip:
+            continue
+        if isinstance(value, Mapping) and value:
+            rows = [(_Raw(f'<span class="mono">{esc(k)}</span>'), v) for k, v in value.items()]
+            parts.append(f"<details><summary>{esc(key)}</summary>{_table(('key', 'value'), rows)}</details>")
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(r, Mapping) for r in value):
+            cols, rows = _dict_rows(value)
+            parts.append(f"<details><summary>{esc(key)} ({len(value)} rows)</summary>"
+                         f"{_table(cols, rows)}</details>")
+        elif isinstance(value, (list, tuple)):
+            series.append(f"{esc(key)} ({len(value)} values)")
+    if series:
+        parts.append(f'<p class="note">Series used by the plots: {", ".join(series)}.</p>')
+    return "".join(parts)
+
+
+def _thresholds(probe_id: str) -> str:
+    _, fields = _registered().get(probe_id, ("", []))
+    if not fields:
+        return ""
+    rows = [(_Raw(f'<span class="mono">{esc(f.get("name"))}</span>'), f.get("default"),
+             f.get("source", ""), f.get("help", "")) for f in fields]
+    return ("<details><summary>Thresholds (defaults and their sources)</summary>"
+            '<p class="note">Defaults of the probe; settings given on the command line or in '
+            "nndiag_config override them.</p>"
+            f"{_table(('setting', 'default', 'source', 'meaning'), rows, numeric=(1,))}</details>")
+
+
+def _plots(result: "ProbeResult", si: int, pj: int) -> str:
+    try:
+        from nndiag.writers.plots import plots_for
+
+        plots = plots_for(result, si)
+    except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
+        return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
+    out = []
+    for k, p in enumerate(plots):
+        out.append(f'<figure class="plot" id="s{si}-p{pj}-plot{k}">'
+                   f"<figcaption><strong>{esc(p.title)}</strong></figcaption>{p.svg}"
+                   f"<figcaption>{esc(p.caption)}</figcaption></figure>")
+    return "".join(out)
+
+
+def _probe(result: "ProbeResult", si: int, pj: int) -> str:
+    status = esc(result.status)
+    desc, _ = _registered().get(result.probe, ("", []))
+    parts = [
+        f'<article class="probe st-{status}" id="s{si}-p{pj}">',
+        f'<div class="probe-head">{_badge(result.status)}<h3 class="mono">{esc(result.probe)}</h3>'
+        f'<span class="secs muted">{result.seconds:.2f} s</span></div>',
+    ]
+    if desc:
+        parts.append(f'<p class="desc muted">{esc(desc)}</p>')
+    parts.append(f'<p class="summary">{esc(result.summary)}</p>')
+    parts.append(_findings(result))
+    parts.append(_plots(result, si, pj))
+    if result.probe == "params":
+        parts.append(_params_table(result))
+    parts.append(_metrics(result))
+    parts.append(_data_tables(result))
+    parts.append(_thresholds(result.probe))
+    if result.details:
+        parts.append(f"<details><summary>Traceback</summary><pre>{esc(result.details)}</pre></details>")
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def _banner(report: "Report") -> str:
+    counts = report.counts()
+    rows = []
+    for si, s in enumerate(report.subjects):
+        c = counts.get(s.subject, {})
+        cells = "".join(
+            f'<td class="num"><span class="count st-{st}{" zero" if not c.get(st) else ""}">{c.get(st, 0)}</span></td>'
+            for st in STATUSES)
+        strip = "".join(
+            f'<a href="#s{si}-p{pj}" class="st-{esc(r.status)}" title="{esc(r.probe)}: {esc(r.status)}"></a>'
+            for pj, r in enumerate(s.results))
+        secs = sum(r.seconds for r in s.results)
+        rows.append(f'<tr><td><a href="#s{si}" class="mono">{esc(s.subject)}</a></td>'
+                    f"<td>{_badge(s.status)}</td>{cells}<td><div class=strip>{strip}</div></td>"
+                    f'<td class="num muted">{secs:.1f} s</td></tr>')
+    head = "".join(f'<th class="num">{st}</th>' for st in STATUSES)
+    overall = ""
+    if len(report.subjects) > 1:
+        overall = (f"<p>{len(report.subjects)} subjects; overall status {_badge(report.status)}</p>")
+    return ('<section class="banner" aria-label="summary">' + overall +
+            f'<div class="tablewrap"><table><thead><tr><th>subject</th><th>status</th>{head}'
+            f'<th>probes</th><th class="num">time</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            "</div></section>")
+
+
+def _subject(s: "SubjectReport", si: int) -> str:
+    parts = [f'<section class="subject" id="s{si}"><h2><span class="mono">{esc(s.subject)}</span> '
+             f"{_badge(s.status)}</h2>"]
+    if s.load_error:
+        parts.append(f'<div class="loaderr"><p><strong>Could not load this subject.</strong> '
+                     f"{esc(s.load_error)}</p>")
+        if s.load_error_details:
+            parts.append(f"<details><summary>Traceback</summary><pre>{esc(s.load_error_details)}</pre></details>")
+        parts.append("</div>")
+    for pj, r in enumerate(s.results):
+        parts.append(_probe(r, si, pj))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render(report: "Report") -> str:
+    """The whole report as one HTML document (UTF-8 text)."""
+    from nndiag.report import SCHEMA_VERSION
+
+    try:
+        from importlib.metadata import version
+
+        nndiag_version = version("nndiag")
+    except Exception:  # noqa: BLE001
+        nndiag_version = "unknown"
+    names = [s.subject for s in report.subjects]
+    title = "nndiag report: " + (names[0] if len(names) == 1 else f"{len(names)} subjects")
+    body = _banner(report) + "".join(_subject(s, si) for si, s in enumerate(report.subjects))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        f"<title>{esc(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>\n"
+        f"<body><main><h1>nndiag report</h1>{body}"
+        f"<footer>nndiag {esc(nndiag_version)}, report schema {esc(SCHEMA_VERSION)}; "
+        "self-contained: nothing in this file is fetched from the network."
+        "</footer></main></body></html>\n"
+    )

@@ -1,0 +1,3 @@
+"""Shared pytest configuration for nndiag's own tests."""
+
+pytest_plugins = ["pytester"]
