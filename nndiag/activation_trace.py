@@ -301,6 +301,8 @@ class _Recorder:
                              and not list(module.parameters(recurse=False)))
             if in_act_module:
                 own = f"{module_path} ({type(module).__name__})"
+                if producer and producer in self.modules and producer.rsplit(".", 1)[-1].isdigit():
+                    producer = f"{producer} ({type(self.modules[producer]).__name__})"
                 label = f"{producer} -> {own}" if producer and producer != module_path else own
                 where = module_path
             else:

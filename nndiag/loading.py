@@ -75,7 +75,7 @@ def import_model_file(path: str | Path) -> ModuleType:
         ) from exc
     except Exception as exc:  # noqa: BLE001
         raise ModelFileError(
-            f"Importing {path} raised {describe_exception(exc)}.",
+            f"Importing {path} raised {describe_exception(exc).rstrip('.')}.",
             hint="Fix the error (run with --traceback to see the line), or move slow or fragile "
             "work into build_model()/dataloader().",
         ) from exc

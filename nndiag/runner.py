@@ -92,8 +92,13 @@ def check_subject(subject, options: RunOptions | None = None,
     pm = _plugin_manager(options)
     cfg = _validated_file_config(subject)
     only = list(options.probes) or list(cfg.get("probes", []))
-    skip = list(options.skip) + list(cfg.get("skip", []))
+    # An explicit --probe wins over the file's own skip list; --skip always applies.
+    file_skip = [p for p in cfg.get("skip", []) if p not in options.probes]
+    skip = list(options.skip) + file_skip
     specs = select_probes(collect_probes(pm), only, skip)
+    if not specs:
+        raise UsageError(f"No probe left to run on {subject.name}: every selected probe is skipped.",
+                         hint="Check --probe/--skip and the file's nndiag_config.")
     seed = options.seed
     device = resolve_device(options.device)
 

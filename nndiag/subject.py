@@ -268,7 +268,7 @@ class Workbench:
             raise
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
             raise SubjectError(
-                f"{what} raised {describe_exception(exc)}.",
+                f"{what} raised {describe_exception(exc).rstrip('.')}.",
                 hint="Fix the error in your code (run with --traceback to see where it happened).",
             ) from exc
 

@@ -160,13 +160,13 @@ def load_image_split(
     """Load data set ``name`` ("mnist" or "fashion-mnist"), normalised, with its train/eval split.
 
     Uses the official split when the training files are found, else the deterministic 8k/2k split of
-    the official test set (see the module docstring). With ``download=True`` and nothing found,
-    torchvision downloads the full set into the data root first (needs a network). Results are
+    the official test set (see the module docstring). With ``download=True`` and no training files
+    found, torchvision downloads the full set into the data root first (needs a network). Results are
     cached per (data set, folder), so repeated calls are cheap.
     """
     _check_name(name)
     found = _find_files(name, data_dir)
-    if found is None and download:
+    if download and (found is None or not found[1]):  # nothing, or only the test files: get the full set
         _download(name, resolve_data_root(data_dir))
         found = _find_files(name, data_dir)
     if found is None:

@@ -78,17 +78,38 @@ def test_read_idx_rejects_other_files(tmp_path):
 
 
 def test_full_files_give_the_official_split(tmp_path):
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for prefix, n in (("train", 100), ("t10k", 20)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", torch.randint(0, 256, (n, 28, 28), generator=g))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(n) % 10)
+    write_fake_set(tmp_path / "mnist")
     split = rm_data.load_image_split("mnist", tmp_path)
     assert split.split == "mnist-100/20"
     assert (len(split.train_y), len(split.test_y)) == (100, 20)
     assert split.train_x.shape == (100, 1, 28, 28) and split.train_x.dtype == torch.float32
     assert split.train_y.dtype == torch.int64
+
+
+def write_fake_set(folder, n_train=100, n_test=20):
+    """Tiny IDX files in the official names (test helper for the split logic; not used as data)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", torch.randint(0, 256, (n, 28, 28), generator=g))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(n) % 10)
+
+
+def test_download_only_when_asked_and_needed(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(name, root):
+        calls.append((name, root))
+        write_fake_set(root / "MNIST" / "raw", n_train=60, n_test=30)
+
+    monkeypatch.setattr(rm_data, "_download", fake_download)
+    with pytest.raises(rm_data.DataNotFoundError):
+        rm_data.load_image_split("mnist", tmp_path)  # download=False never downloads
+    assert calls == []
+    split = rm_data.load_image_split("mnist", tmp_path, download=True)
+    assert calls == [("mnist", tmp_path)] and split.split == "mnist-60/30"
+    rm_data.load_image_split("mnist", tmp_path, download=True)  # already there: no second download
+    assert len(calls) == 1
 
 
 @needs_mnist
@@ -203,8 +224,10 @@ def test_sine_train_and_test_windows_differ():
     lstm = load("lstm")
     train = lstm.dataloader(train=True).dataset.tensors[0]
     test = lstm.dataloader(train=False).dataset.tensors[0]
-    distances = torch.cdist(test[:, :, 0], train[:, :, 0])
-    assert distances.min() > 0  # no held-out window is also a training window
+    assert train.shape == (2048, 30, 1) and test.shape == (512, 30, 1)
+    same = (test[:, None, :, 0] == train[None, :, :, 0]).all(dim=-1)
+    assert not same.any()  # no held-out window is also a training window
+    assert torch.equal(test, load("lstm").dataloader(train=False).dataset.tensors[0])  # deterministic
 
 
 @needs_mnist

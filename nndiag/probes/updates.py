@@ -125,8 +125,8 @@ class UpdatesProbe(Probe):
         grads = {n: _grad_state(p) for n, p in after}
         if bench.has_own_step and all(grads[n] == "none" for n, p in after if p.requires_grad):
             grads.update(self._diagnostic_grads(ctx))  # train_step cleared them on its way out
-        held = self._membership(ctx, model, opt, after, out)
-        self._changes(ctx, opt, before, after, grads, held, out)
+        held, via_user = self._membership(ctx, model, opt, after, out)
+        self._changes(ctx, opt, before, after, grads, held, via_user, out)
         if bench.has_own_step:
             if self.config.check_zero_grad:
                 self._zero_grad_check(ctx, batch, out)
@@ -137,8 +137,9 @@ class UpdatesProbe(Probe):
         self._summarise(out)
 
     # ---- optimizer membership ------------------------------------------------------------------
-    def _membership(self, ctx, model, opt, after, out: Outcome) -> set[str]:
-        """Names of the model's parameters the optimizer holds; findings for missing/frozen/foreign."""
+    def _membership(self, ctx, model, opt, after, out: Outcome) -> tuple[set[str], set[str]]:
+        """Names of the model's parameters the optimizer holds (and those it holds only as the
+        user's own instance's parameters); findings for missing, frozen and foreign ones."""
         limit = self.config.max_names
         held_ids: dict[int, Any] = {}
         for group in opt.param_groups:
@@ -182,10 +183,10 @@ class UpdatesProbe(Probe):
                      "optimizer from the parameters that require grad only.",
                      where=_common_module(frozen_held), value=len(frozen_held),
                      metric="frozen_in_optimizer")
-        return held
+        return held, set(of_user)
 
     # ---- did each parameter change -------------------------------------------------------------
-    def _changes(self, ctx, opt, before, after, grads, held, out: Outcome) -> None:
+    def _changes(self, ctx, opt, before, after, grads, held, via_user, out: Outcome) -> None:
         limit = self.config.max_names
         lr_of = {id(p): g.get("lr") for g in opt.param_groups for p in g["params"]}
         rows = []
@@ -204,6 +205,9 @@ class UpdatesProbe(Probe):
             rows.append(row)
             if old is None:
                 new.append(name)
+                continue
+            if name in via_user:
+                row["changed"] = None  # the optimizer updates the user's instance, not this copy
                 continue
             if p.is_floating_point() and not bool(torch.isfinite(now).all()):
                 nonfinite.append(name)
@@ -229,11 +233,11 @@ class UpdatesProbe(Probe):
             else:
                 applied_not.append(name)
         out.data["parameters"] = rows
-        n_train = sum(1 for n, p in after if p.requires_grad and n in before)
+        n_train = sum(1 for n, p in after if p.requires_grad and n in before and n not in via_user)
         unchanged = [r["parameter"] for r in rows if r["requires_grad"] and r["changed"] is False]
         out.metric("changed", sum(1 for r in rows if r["requires_grad"] and r["changed"]))
         out.metric("unchanged", len(unchanged))
-        if unchanged and len(unchanged) == n_train:
+        if n_train and len(unchanged) == n_train and any(n in held for n in unchanged):
             out.fail(f"One optimizer step changed none of the {n_train} trainable parameter tensors. "
                      + ("The train_step does not update the model: check that it calls "
                         "loss.backward() and optimizer.step() on an optimizer built from this model."
@@ -253,7 +257,7 @@ class UpdatesProbe(Probe):
                      f"their param group has lr=0: {_names(lr_zero, limit)}. Give the group a "
                      "learning rate (or freeze those parameters on purpose).",
                      where=_common_module(lr_zero), value=0.0, metric="lr")
-        if applied_not and len(unchanged) != n_train:
+        if applied_not and not (n_train and len(unchanged) == n_train):
             out.fail(f"{len(applied_not)} parameter tensor(s) have a non-zero gradient and are in "
                      f"the optimizer, yet the step left them unchanged: {_names(applied_not, limit)}. "
                      "Something resets them after the step (a re-initialisation or copy in "
@@ -358,7 +362,7 @@ class UpdatesProbe(Probe):
             return
         if a > cfg.accumulation_limit:
             stuck = [n for n, v in per_param.items() if v > cfg.accumulation_limit]
-            part = ("every parameter" if len(stuck) == len(per_param)
+            part = (f"all {len(per_param)} parameter tensors" if len(stuck) == len(per_param)
                     else f"{len(stuck)} of {len(per_param)} parameter tensors ({_names(stuck, cfg.max_names)})")
             out.fail(f"train_step does not clear gradients between steps: after a second call on the "
                      f"same batch, {part} hold the previous step's gradient plus the new one "

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import html as _html
 import math
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -114,7 +115,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);padding:
 .count{display:inline-block;min-width:1.8em;text-align:center;border-radius:4px;padding:0 .3rem;font-weight:600}
 .count.zero{opacity:.35;background:none}
 .strip{display:flex;flex-wrap:wrap;gap:3px}
-.strip a{display:block;width:1.05rem;height:1.05rem;border-radius:3px;border:1px solid currentColor;text-decoration:none}
+.strip a{display:block;width:1.05rem;height:1.05rem;border-radius:3px;background:currentColor;text-decoration:none}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.88rem;width:auto;max-width:100%}
 th,td{border-bottom:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{font-weight:600;color:var(--muted);white-space:nowrap}
@@ -171,7 +172,13 @@ CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsa
 
 @lru_cache(maxsize=1)
 def _registered() -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """probe id -> (description, default thresholds with sources), from the registered probes."""
+    """probe id -> (description, default thresholds with sources), from the registered probes.
+
+    Empty unless torch is already imported: loading the probe modules imports torch, which a
+    report must not pay for (in ``nndiag check`` and ``nndiag.check`` it is loaded anyway).
+    """
+    if "torch" not in sys.modules:
+        return {}
     try:
         from nndiag.plugins import collect_probes, get_plugin_manager
         from nndiag.probe import config_sources
@@ -229,7 +236,7 @@ def _findings(result: "ProbeResult") -> str:
         return ""
     rows = [(_Raw(_badge(f.severity)), _Raw(f'<span class="mono">{esc(f.where)}</span>'),
              _Raw(esc(f.message)), f.metric or "", f.value, f.limit) for f in findings]
-    return _table(("severity", "where", "message", "metric", "value", "limit"), rows, numeric=(4, 5),
+    return _table(("severity", "where", "message", "metric", "value", "limit"), rows, numeric=(3, 4, 5),
                   cls="findings")
 
 
@@ -316,7 +323,8 @@ def _plots(result: "ProbeResult", si: int, pj: int) -> str:
     try:
         from nndiag.writers.plots import plots_for
 
-        plots = plots_for(result, si)
+        _, fields = _registered().get(result.probe, ("", []))
+        plots = plots_for(result, si, {f["name"]: f.get("default") for f in fields if "name" in f})
     except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
         return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
     out = []

@@ -124,6 +124,7 @@ def _mpl():
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.ticker  # noqa: F401 - used as matplotlib.ticker
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
@@ -188,15 +189,24 @@ def clean_svg(svg: str) -> str:
     return svg.strip()
 
 
-def figure_svg(draw: Callable[[Any], None], *, height_in: float, salt: str, width_in: float = WIDTH_IN) -> str:
-    """Make a figure, let ``draw(fig)`` fill it, and return the cleaned SVG text."""
+def figure_svg(draw: Callable[[Any], None], *, height_in: float, salt: str, width_in: float = WIDTH_IN,
+               left_in: float = 0.75, bottom_in: float = 0.5, top_in: float = 0.15, right_in: float = 0.2) -> str:
+    """Make a figure with one axes (margins in inches: no layout engine, it costs a second draw),
+    let ``draw(ax)`` fill it, and return the cleaned SVG text."""
     matplotlib, Figure, FigureCanvasSVG = _mpl()
     rc = _rc(salt)
     rc["axes.prop_cycle"] = matplotlib.cycler(color=list(SERIES))
     with matplotlib.rc_context(rc):
-        fig = Figure(figsize=(width_in, height_in), layout="constrained")
+        fig = Figure(figsize=(width_in, height_in))
         FigureCanvasSVG(fig)
-        draw(fig)
+        left_in = min(left_in, width_in * 0.5)
+        fig.subplots_adjust(left=left_in / width_in, right=1 - right_in / width_in,
+                            bottom=bottom_in / height_in, top=1 - top_in / height_in)
+        ax = fig.add_subplot()
+        draw(ax)
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":  # minor ticks on a log axis are most of the drawing time
+                axis.set_minor_locator(matplotlib.ticker.NullLocator())
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return clean_svg(buf.getvalue())
@@ -208,22 +218,58 @@ def _salt(result: Any, name: str, subject_index: int) -> str:
 
 # ----------------------------------------------------------------------------- the plots
 
+_SUPER = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def pow10_label(v: float, _pos: Any = None) -> str:
+    """Tick label for a log axis: ``10⁻³`` at powers of ten, nothing elsewhere (no mathtext)."""
+    if not v or v <= 0 or not math.isfinite(v):
+        return ""
+    e = math.log10(v)
+    if abs(e - round(e)) > 1e-6:
+        return ""
+    e = int(round(e))
+    return {0: "1", 1: "10"}.get(e, "10" + str(e).translate(_SUPER))
+
+
+def _log_axis(ax: Any, which: str = "x") -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10, numticks=12))
+    axis.set_major_formatter(FuncFormatter(pow10_label))
+
+
+def finding_limits(result: Any, metric: str) -> list[float]:
+    """The distinct finite limits of the findings about ``metric`` (what the probe compared with)."""
+    out = []
+    for f in getattr(result, "findings", ()) or ():
+        if getattr(f, "metric", "") == metric:
+            lim = finite(getattr(f, "limit", None))
+            if lim is not None and lim not in out:
+                out.append(lim)
+    return sorted(out)
+
+
+_SUGGESTIONS = {"suggested_lr_steepest": "steepest", "suggested_lr_valley": "valley",
+                "suggested_lr_minimum": "min/10"}
+
 
 def _suggestions(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
     out = []
     for k, v in metrics.items():
         x = finite(v)
-        if x is None or x <= 0:
-            continue
         lk = str(k).lower()
-        if lk.startswith("suggested") or lk.startswith("suggestion") or lk in ("lr_min_loss", "lr_steepest",
-                                                                              "min_loss_lr", "steepest_lr"):
-            out.append((str(k), x))
+        if x is None or x <= 0 or not lk.startswith(("suggested", "suggestion")):
+            continue
+        out.append((_SUGGESTIONS.get(lk, lk.replace("suggested_", "").replace("_", " ")), x))
     return out
 
 
-def plot_lr_range(result: Any, subject_index: int = 0) -> list[Plot]:
-    """Loss against learning rate (log x): raw and smoothed, suggested and configured LRs marked."""
+def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """Loss against learning rate (log x): raw and smoothed, the suggested LRs, the good range and
+    the configured LR marked."""
     data, metrics = result.data or {}, result.metrics or {}
     lrs = series(data.get("lrs"))
     losses = series(data.get("losses"))
@@ -237,41 +283,50 @@ def plot_lr_range(result: Any, subject_index: int = 0) -> list[Plot]:
         return []
     suggestions = _suggestions(metrics)
     configured = finite(metrics.get("configured_lr"))
+    low, high = finite(metrics.get("good_range_low")), finite(metrics.get("good_range_high"))
+    diverged = finite(metrics.get("lr_diverged"))
     ref = [y for _, y in (pts_smooth or pts_raw)]
     lo, first = min(ref), ref[0]
     # the sweep ends in a diverging loss: keep the y range on the informative part
-    hi = max(y for y in ref[: max(2, int(len(ref) * 0.9))])
-    hi = min(hi, max(first * 1.5, lo + 1e-12) if first > 0 else hi)
+    hi = max(ref[: max(2, int(len(ref) * 0.9))])
+    if first > 0:
+        hi = min(hi, max(first * 1.5, lo + 1e-12))
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
+    xs = [x for x, _ in (pts_raw or pts_smooth)]
 
-    def draw(fig):
-        ax = fig.add_subplot()
+    def draw(ax):
+        _log_axis(ax, "x")
+        if low is not None and high is not None and 0 < low < high:
+            ax.axvspan(low, high, color=SERIES[2], alpha=0.12, lw=0, label="good range")
         if pts_raw:
             ax.plot(*zip(*pts_raw), lw=0.8, alpha=0.45, color=SERIES[0], label="loss")
         if pts_smooth:
             ax.plot(*zip(*pts_smooth), lw=1.8, color=SERIES[0], label="smoothed loss")
-        ax.set_xscale("log")
         ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(min(xs + [configured or xs[0]]) / 1.5, max(xs + [configured or xs[-1]]) * 1.5)
+        styles = ("-", "-.", (0, (1, 1)))
         for i, (name, x) in enumerate(suggestions):
-            ax.axvline(x, color=SERIES[2 + (i % 2)], lw=1.2, ls="-", label=f"{label(name, 30)} = {x:.2g}")
+            ax.axvline(x, color=SERIES[2], lw=1.1, ls=styles[i % 3], label=f"{label(name, 24)} {x:.2g}")
+        if diverged is not None and diverged > 0:
+            ax.axvline(diverged, color=SERIES[3], lw=1.0, ls=":", label=f"diverged {diverged:.2g}")
         if configured is not None and configured > 0:
-            ax.axvline(configured, color=SERIES[1], lw=1.6, ls="--", label=f"configured lr = {configured:.2g}")
+            ax.axvline(configured, color=SERIES[1], lw=1.8, ls="--", label=f"configured {configured:.2g}")
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="upper left", fontsize=7.5, ncol=2)
 
-    svg = figure_svg(draw, height_in=3.2, salt=_salt(result, "lr", subject_index))
+    svg = figure_svg(draw, height_in=3.3, salt=_salt(result, "lr", subject_index))
     bits = [f"{n} learning rates"]
     if suggestions:
-        bits.append("suggested " + ", ".join(f"{label(k, 30)} {v:.2g}" for k, v in suggestions))
+        bits.append("suggested " + ", ".join(f"{label(k, 24)} {v:.2g}" for k, v in suggestions))
     if configured is not None:
         bits.append(f"configured {configured:.2g}")
-    return [Plot("Learning-rate range test", svg, "; ".join(bits) + ". The y range leaves out the "
-                 "diverging tail of the sweep.")]
+    return [Plot("Learning-rate range test", svg, "; ".join(bits) + ". Green band: the good range; "
+                 "the y axis leaves out the diverging tail of the sweep.")]
 
 
-def plot_overfit(result: Any, subject_index: int = 0) -> list[Plot]:
-    """Loss per step on the one fixed batch, with the target loss drawn."""
+def plot_overfit(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """Loss per step on the one fixed batch, with the target (and a loss floor) drawn."""
     data, metrics = result.data or {}, result.metrics or {}
     curve = series(data.get("loss_curve") or data.get("losses"))
     if curve is None:
@@ -280,100 +335,133 @@ def plot_overfit(result: Any, subject_index: int = 0) -> list[Plot]:
     if len(pts) < 2:
         return []
     target = first_number(metrics, data, keys=("target", "target_loss", "loss_target"))
-    positive = all(y > 0 for _, y in pts) and (target is None or target > 0)
-    spread = max(y for _, y in pts) / max(min(y for _, y in pts), 1e-300) if positive else 0
+    floor = first_number(metrics, keys=("loss_floor",))
+    ys = [y for _, y in pts] + [v for v in (target, floor) if v]
+    positive = all(y > 0 for y in ys)
+    use_log = positive and max(ys) / min(ys) > 30
 
-    def draw(fig):
-        ax = fig.add_subplot()
+    def draw(ax):
+        if use_log:
+            _log_axis(ax, "y")
         ax.plot(*zip(*pts), lw=1.5, color=SERIES[0], label="loss")
         if target is not None:
             ax.axhline(target, color=SERIES[2], lw=1.2, ls="--", label=f"target {target:.3g}")
-        if positive and spread > 30:
-            ax.set_yscale("log")
+        if floor:
+            ax.axhline(floor, color=SERIES[4], lw=1.0, ls=":", label=f"loss floor {floor:.3g}")
         ax.set_xlabel("step")
-        ax.set_ylabel("loss" + (" (log scale)" if positive and spread > 30 else ""))
-        ax.legend(loc="best", fontsize=8)
+        ax.set_ylabel("loss" + (" (log scale)" if use_log else ""))
+        ax.legend(loc="upper right", fontsize=8)
 
     svg = figure_svg(draw, height_in=2.8, salt=_salt(result, "overfit", subject_index))
     cap = f"{len(curve)} steps, loss {pts[0][1]:.3g} \u2192 {pts[-1][1]:.3g}"
+    if len(pts) < len(curve):
+        cap += f" ({len(curve) - len(pts)} non-finite values left out)"
     if target is not None:
         cap += f"; target {target:.3g}"
     return [Plot("Overfitting one batch", svg, cap + ".")]
 
 
-def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str, limits: list[tuple[str, float, str]],
-          salt: str, xlim: tuple[float, float] | None = None) -> str:
-    """Horizontal bars, one per named row (top to bottom in the given order); None = no value."""
+def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str,
+          limits: list[tuple[str, float, str, str]], salt: str, xlim: tuple[float, float] | None = None,
+          dots: list[float | None] | None = None, dots_label: str = "", missing: str = "no value") -> str:
+    """Horizontal bars, one per named row (top to bottom); ``limits`` = (label, x, linestyle, colour).
+
+    On a log axis a zero or missing value is a red cross at the left edge, labelled ``missing``.
+    """
     rows = rows[:MAX_BARS]
     names = [label(n, 40) for n, _ in rows]
     vals = [v for _, v in rows]
-    positive = [v for v in vals if v is not None and v > 0]
-    floor = None
-    if log:
-        floor = min(positive + [l for _, l, _ in limits if l > 0]) / 10 if positive else 1e-12
+    dots = (dots or [])[: len(rows)]
+    positive = [v for v in vals + dots if v is not None and v > 0]
+    floor = 1e-12
+    if log and positive:
+        floor = 10 ** math.floor(math.log10(min(positive + [l for _, l, _, _ in limits if l > 0])) - 0.5)
 
-    def draw(fig):
-        ax = fig.add_subplot()
+    def draw(ax):
         ys = list(range(len(rows)))
         if log:
-            bars = [(v if v is not None and v > 0 else floor) for v in vals]
-            ax.set_xscale("log")
-            ax.barh(ys, [b for b in bars], left=0, color=[SERIES[0] if (v is not None and v > 0) else SERIES[3]
-                                                         for v in vals], height=0.7)
+            _log_axis(ax, "x")
+            ok = [(y, v) for y, v in zip(ys, vals) if v is not None and v > 0]
+            if ok:
+                ax.barh([y for y, _ in ok], [v - floor for _, v in ok], left=floor, color=SERIES[0], height=0.65)
+            bad = [y for y, v in zip(ys, vals) if v is None or v <= 0]
+            for y in bad:
+                ax.plot([floor * 1.6], [y], marker="x", color=SERIES[3], ms=6, mew=1.5, ls="none")
+                ax.text(floor * 2.6, y, missing, va="center", fontsize=7.5, color=SERIES[3])
             ax.set_xlim(left=floor)
         else:
-            ax.barh(ys, [v if v is not None else 0 for v in vals], color=SERIES[0], height=0.7)
+            ax.barh(ys, [v if v is not None else 0 for v in vals], color=SERIES[0], height=0.65)
             if xlim:
                 ax.set_xlim(*xlim)
-        for j, v in enumerate(vals):
-            if v is None:
-                ax.text(floor if log else 0, j, " no value", va="center", fontsize=7, color=SERIES[3])
-        for i, (name, x, style) in enumerate(limits):
-            ax.axvline(x, color=SERIES[3 if i == 0 else 1], lw=1.3, ls=style, label=f"{label(name, 30)} {x:.2g}")
+        if dots and dots_label:
+            pts = [(v, y) for y, v in zip(ys, dots) if v is not None and (v > 0 or not log)]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3.5, ls="none", color=SERIES[1], label=dots_label)
+        for name, x, style, colour in limits:
+            ax.axvline(x, color=colour, lw=1.3, ls=style, label=f"{label(name, 30)} {x:.2g}")
         ax.set_yticks(ys, names)
-        ax.invert_yaxis()
+        ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(xlabel)
-        if limits:
-            ax.legend(loc="lower right", fontsize=8, framealpha=0.0)
+        if log and limits:  # show where the limits lie even when every value is far from them
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(floor, max([hi] + [l * 3 for _, l, _, _ in limits]))
+        if has_legend:  # along the top of the figure: a fixed room in inches, the full width
+            handles, labels = ax.get_legend_handles_labels()
+            ax.figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.995), fontsize=7.5,
+                             ncol=min(4, len(labels)), handlelength=1.8, columnspacing=1.2, borderaxespad=0.1)
 
-    height = min(14.0, max(1.6, 0.24 * len(rows) + 1.0))
-    return figure_svg(draw, height_in=height, salt=salt)
+    has_legend = bool(limits or (dots and dots_label))
+    height = min(16.0, max(1.2, 0.24 * len(rows) + 0.6)) + (0.3 if has_legend else 0.0)
+    left = 0.3 + 0.062 * max((len(n) for n in names), default=4)  # ~ width of 8.1 pt labels
+    return figure_svg(draw, height_in=height, salt=salt, left_in=left, bottom_in=0.5,
+                      top_in=0.4 if has_legend else 0.1)
 
 
-_GRAD_KEYS = ("grad_norm", "norm", "l2_norm")
-
-
-def plot_gradients(result: Any, subject_index: int = 0) -> list[Plot]:
-    """Per-parameter gradient norms on a log axis with the vanishing and exploding limits drawn."""
+def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """Per parameter, max |gradient| (the number the probe judges) as bars on a log axis and the
+    gradient norm as dots, with the vanishing and exploding limits drawn."""
     data, metrics = result.data or {}, result.metrics or {}
+    defaults = defaults or {}
     rows = layer_rows(data)
     if not rows:
         return []
-    limits_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
-    measure = limits_src.get("measure") or limits_src.get("metric") if limits_src else None
-    keys = ([measure] if isinstance(measure, str) else []) + list(_GRAD_KEYS)
+    lim_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
+    measure = lim_src.get("measure") if isinstance(lim_src.get("measure"), str) else None
+    keys = ([measure] if measure else []) + ["max_abs_grad", "grad_norm", "norm"]
     key = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
     if key is None:
         return []
-    named = [(str(r.get("param") or r.get("layer") or r.get("name") or f"#{i}"), finite(r.get(key)))
-             for i, r in enumerate(rows)]
+    named = []
+    for i, r in enumerate(rows):
+        v = finite(r.get(key))
+        if r.get("connected") is False:
+            v = None
+        named.append((str(r.get("param") or r.get("layer") or r.get("name") or f"#{i}"), v))
+    dots = [finite(r.get("grad_norm")) if r.get("connected") is not False else None for r in rows] \
+        if key != "grad_norm" else None
     limits = []
-    v = first_number(limits_src, metrics, keys=("vanishing_limit", "vanishing", "min_grad_norm"))
+    v = first_number(lim_src, metrics, defaults, keys=("vanishing_limit", "vanishing_max_abs"))
     if v is not None and v > 0:
-        limits.append(("vanishing below", v, "--"))
-    e = first_number(limits_src, metrics, keys=("exploding_limit", "exploding", "max_grad_norm"))
+        limits.append(("vanishing below", v, "--", SERIES[3]))
+    e = first_number(lim_src, metrics, defaults, keys=("exploding_limit", "exploding_max_abs"))
     if e is not None and e > 0:
-        limits.append(("exploding above", e, ":"))
-    svg = _hbar(named, log=True, xlabel=f"{key.replace('_', ' ')} (log scale)", limits=limits,
-                salt=_salt(result, "grad", subject_index))
+        limits.append(("large above", e, ":", SERIES[1]))
+    ef = first_number(lim_src, metrics, defaults, keys=("exploding_fail_limit", "exploding_fail_max_abs"))
+    if ef is not None and ef > 0:
+        limits.append(("exploding above", ef, "--", SERIES[1]))
+    pretty = {"max_abs_grad": "max |gradient|", "grad_norm": "gradient norm"}.get(key, key.replace("_", " "))
+    svg = _hbar(named, log=True, xlabel=f"{pretty} (log scale)", limits=limits,
+                salt=_salt(result, "grad", subject_index), dots=dots, dots_label="gradient norm",
+                missing="no gradient / zero")
     cap = f"{len(named)} parameters" + (f", first {MAX_BARS} shown" if len(named) > MAX_BARS else "")
-    cap += "; red bars: no gradient or exactly zero (drawn at the left edge)."
-    return [Plot("Gradient norm per parameter", svg, cap)]
+    cap += f"; bars: {pretty}" + ("; dots: gradient norm" if dots else "")
+    cap += "; a red cross marks a parameter with no gradient or an all-zero one."
+    return [Plot("Gradients per parameter", svg, cap)]
 
 
 def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: str, what: str,
-                   limit_keys: Sequence[str]) -> list[Plot]:
+                   defaults: Mapping[str, Any]) -> list[Plot]:
     data, metrics = result.data or {}, result.metrics or {}
     rows = layer_rows(data)
     key = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
@@ -382,34 +470,40 @@ def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: 
     named = []
     for i, r in enumerate(rows):
         name = str(r.get("layer") or r.get("where") or r.get("name") or f"#{i}")
-        kind = r.get("activation") or r.get("kind")
-        if isinstance(kind, str) and kind:
+        kind = r.get("op") or r.get("activation") or r.get("kind")
+        if isinstance(kind, str) and kind and kind not in name:
             name = f"{name} ({kind})"
         named.append((name, finite(r.get(key))))
-    limits_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
-    lim = first_number(limits_src, metrics, keys=limit_keys)
-    limits = [("limit", lim, "--")] if lim is not None and 0 <= lim <= 1 else []
+    lim_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
+    warn = first_number(lim_src, defaults, keys=("warn_fraction",))
+    fail = first_number(lim_src, defaults, keys=("fail_fraction",))
+    limits = []
+    if warn is not None and 0 <= warn <= 1:
+        limits.append(("warn above", warn, ":", SERIES[1]))
+    if fail is not None and 0 <= fail <= 1:
+        limits.append(("fail above", fail, "--", SERIES[3]))
+    for lim in finding_limits(result, key):  # what the probe actually compared with
+        if 0 <= lim <= 1 and all(abs(lim - l) > 1e-12 for _, l, _, _ in limits):
+            limits.append(("limit", lim, "-.", SERIES[4]))
     svg = _hbar(named, log=False, xlabel=f"{what} fraction of units", limits=limits,
                 salt=_salt(result, key, subject_index), xlim=(0, 1))
     cap = f"{len(named)} layers" + (f", first {MAX_BARS} shown" if len(named) > MAX_BARS else "")
     return [Plot(title, svg, cap + ".")]
 
 
-def plot_dead(result: Any, subject_index: int = 0) -> list[Plot]:
-    """Dead-unit fraction per activation layer (0..1) with the limit drawn."""
+def plot_dead(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """Dead-unit fraction per ReLU-family activation (0..1) with the warn and fail limits drawn."""
     return _fraction_plot(result, subject_index, ("dead_fraction", "fraction"), "Dead units per layer",
-                          "dead", ("dead_fraction_limit", "dead_limit", "max_dead_fraction", "fail_fraction",
-                                   "limit"))
+                          "dead", defaults or {})
 
 
-def plot_saturation(result: Any, subject_index: int = 0) -> list[Plot]:
-    """Saturated-unit fraction per sigmoid/tanh/softmax layer (0..1) with the limit drawn."""
-    return _fraction_plot(result, subject_index, ("saturated_fraction", "fraction"), "Saturated units per layer",
-                          "saturated", ("saturated_fraction_limit", "saturation_limit", "max_saturated_fraction",
-                                        "fail_fraction", "limit"))
+def plot_saturation(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """Saturated-unit fraction per sigmoid/tanh/softmax activation (0..1) with the limits drawn."""
+    return _fraction_plot(result, subject_index, ("saturated_fraction", "fraction"),
+                          "Saturated units per layer", "saturated", defaults or {})
 
 
-PLOTTERS: dict[str, Callable[[Any, int], list[Plot]]] = {
+PLOTTERS: dict[str, Callable[..., list[Plot]]] = {
     "lr-range": plot_lr_range,
     "overfit": plot_overfit,
     "gradients": plot_gradients,
@@ -418,7 +512,8 @@ PLOTTERS: dict[str, Callable[[Any, int], list[Plot]]] = {
 }
 
 
-def plots_for(result: Any, subject_index: int = 0) -> list[Plot]:
-    """The plots for one probe result (may raise: the caller turns that into a note)."""
+def plots_for(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """The plots for one probe result; ``defaults`` are the probe's default settings (limits to
+    draw when the result does not carry them). May raise: the caller turns that into a note."""
     fn = PLOTTERS.get(getattr(result, "probe", ""))
-    return fn(result, subject_index) if fn else []
+    return fn(result, subject_index, defaults or {}) if fn else []

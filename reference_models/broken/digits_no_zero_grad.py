@@ -1,0 +1,51 @@
+"""Broken digits MLP: a ``train_step`` that never calls ``optimizer.zero_grad()``.
+
+The bug (bug-catalogue.md, PyTorch mistakes: "a training step that never calls zero_grad()"):
+PyTorch adds each ``backward()`` into ``.grad``, so without ``zero_grad()`` every update uses the
+sum of all gradients so far. Training still runs and the loss may even fall for a while, which is
+why the bug survives. Expected: the ``updates`` probe fails ("train_step does not clear gradients
+between steps", fraction of the previous gradient kept = 1.00).
+"""
+
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+
+
+def dataloader():
+    """sklearn's 8x8 digits (1,797 images, 64 pixels scaled to [0, 1]), shuffled, batches of 64."""
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(digits.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[order], y[order]
+    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, len(y), 64)]
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def build_model():
+    return DigitsMLP()
+
+
+loss_fn = nn.CrossEntropyLoss()
+
+
+def build_optimizer(params):
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def train_step(model, optimizer, batch):
+    x, y = batch
+    loss = loss_fn(model(x), y)  # BUG: optimizer.zero_grad() is never called
+    loss.backward()
+    optimizer.step()
+    return loss.item()

@@ -1,0 +1,34 @@
+"""Broken: ``NLLLoss`` on raw scores, with no ``log_softmax`` in the model.
+
+The bug (a classic PyTorch mistake, the mirror image of softmax before ``CrossEntropyLoss``):
+``NLLLoss`` only picks ``-input[target]``; it expects log-probabilities from ``log_softmax``. On raw
+linear outputs the loss is minus the target's score, unbounded below: it "improves" without limit
+by inflating that score, and the other classes are never pushed down. Expected: ``loss-setup``
+fails (log-probabilities missing before NLLLoss).
+
+Data: scikit-learn's ``load_digits`` (8x8 digits, pixels / 16).
+"""
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
+
+
+def build_model():
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))  # BUG: no LogSoftmax
+
+
+def dataloader():
+    x, y = _digits()
+    return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+
+
+loss_fn = nn.NLLLoss()
