@@ -114,9 +114,13 @@ class OpRecord:
     dim_size: int | None = None
 
     def describe(self) -> str:
-        """``F.softmax (in sm (Softmax))`` or ``torch.linear (in fc3 (Linear))``."""
-        where = f"{self.module_path} ({self.module_type})" if self.module_path else "the model's forward"
-        return f"{self.name} in {where}"
+        """``F.softmax in sm (Softmax)``, ``torch.linear in fc3 (Linear)``, ``torch.relu on the
+        output of fc2``."""
+        if self.module_path:
+            return f"{self.name} in {self.module_path} ({self.module_type})"
+        if self.producer:
+            return f"{self.name} on the output of {self.producer}"
+        return f"{self.name} in the model's forward"
 
 
 class OpRecorder:

@@ -279,6 +279,11 @@ def _status_counts(state: SessionState) -> str:
     return ", ".join(parts) or "no probe results"
 
 
+def _short(subject: str) -> str:
+    """A model file's name without its folders (the test id already says where we are)."""
+    return Path(subject).name if "/" in subject or "\\" in subject else subject
+
+
 def _what(result: Any) -> str:
     """One line on a bad result: its first finding at the result's status, else its summary."""
     for f in result.findings:
@@ -304,11 +309,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     full = config.get_verbosity() >= 2
     for rec in sorted(state.records, key=lambda r: r.nodeid):
         for s in rec.report.subjects:
-            bad = [("ERROR", "load", s.load_error)] if s.load_error else [
-                (r.status.value.upper(), r.probe, _what(r)) for r in s.results
+            name = _short(s.subject)
+            bad = [("ERROR", f"{name} did not load", s.load_error.splitlines()[0])] if s.load_error else [
+                (r.status.value.upper(), f"{r.probe} on {name}", _what(r)) for r in s.results
                 if r.status.value in ("warn", "fail", "error")]
-            for status, probe, what in bad:
-                line = f"{status} {rec.nodeid or '<no test>'} - {s.subject} {probe}: {what}"
+            for status, label, what in bad:
+                line = f"{status} {rec.nodeid or '<no test>'} - {label}: {what}"
                 if not full and len(line) > width:
                     line = line[: max(width - 3, 20)] + "..."
                 tr.write_line(line)

@@ -104,7 +104,7 @@ class BatchIndependenceProbe(Probe):
         if batch_stat and verdict == "independent":
             names = ", ".join(module_label(p, m) for p, m in batch_stat[:4])
             out.summary = ""
-            out.skip(f"{names} normalise with batch statistics in eval mode (track_running_stats="
+            out.skip(f"{names}: normalisation with batch statistics in eval mode (track_running_stats="
                      "False), so samples mix there by design; with those layers bypassed the rest of "
                      "the model keeps samples independent.")
 
@@ -159,11 +159,11 @@ class BatchIndependenceProbe(Probe):
             out.summary = "samples mix in the backward pass"
             return "mixed"
         if found is not None and not found[1]["own_changed"]:
-            out.warn("Perturbing a sample's input changed no output at all, so batch independence "
-                     "could not be tested: the model's output does not depend on its input (or the "
-                     "perturbed input is unused).", where="<model>")
-            out.summary = "could not test: the output does not depend on the input"
-            return "unknown"
+            out.summary = ""
+            out.skip("perturbing a sample's input changed no output at all, not even its own: the "
+                     "model's output does not depend on its input here (dead or saturated units, a "
+                     "constant output; see dead-neurons and saturation), so independence cannot be "
+                     "tested. The intermediate values that did change stayed within their sample.")
         out.summary = (f"no mixing: perturbing one sample's input changed only its own output "
                        f"({n} samples, eval mode" + (", forward and backward)" if grad is not None
                                                      else ", forward)"))

@@ -4,7 +4,8 @@ Reads the shared activation pass (:mod:`nndiag.activation_trace`), which sees ``
 ``nn.Tanh``/``nn.Softmax`` modules and ``torch.sigmoid``/``F.tanh``/``x.softmax()`` calls alike, and
 the hidden units of ``nn.RNN``. An observation of a sigmoid/tanh unit is saturated when its input is
 beyond +-5 (DeepDiagnosis); a unit is saturated when more than 85% of its observations are
-(TheDeepChecker's 0.85 saturation-ratio bar); a layer fails when more than 50% of its units are
+(TheDeepChecker's 0.85 saturation-ratio bar). A layer's saturated fraction is the larger of the
+share of its unit-observations beyond +-5 and the share of its saturated units; it fails above 50%
 (DeepDiagnosis, TheDeepChecker) and warns above 20%. A softmax row is saturated when its largest
 probability exceeds sigmoid(5) = 0.9933 (two classes five logits apart, the same bar). Details and
 measurements: docs/probes/saturation.md.
@@ -77,22 +78,24 @@ class SaturationProbe(Probe):
     def _bounded(self, out: Outcome, site, level: float) -> dict:
         cfg = self.config
         beyond = (site.above[level] + site.below[level]).float() / max(site.observations, 1)
-        saturated = int((beyond > cfg.unit_fraction).sum())
-        frac = saturated / site.units if site.units else 0.0
-        row = {"layer": site.label, "where": site.where,
-               "op": site.op, "units": site.units, "saturated": saturated,
-               "saturated_fraction": frac, "observations_beyond": float(beyond.mean()),
+        observed = float(beyond.mean())  # DeepDiagnosis: share of unit-observations beyond +-level
+        stuck = int((beyond > cfg.unit_fraction).sum())  # TheDeepChecker: units mostly saturated
+        unit_frac = stuck / site.units if site.units else 0.0
+        frac = max(observed, unit_frac)
+        row = {"layer": site.label, "where": site.where, "op": site.op, "units": site.units,
+               "saturated_fraction": frac, "observations_beyond": observed,
+               "units_saturated": stuck, "units_saturated_fraction": unit_frac,
                "observations": site.observations}
-        if frac > cfg.warn_fraction and saturated:
+        if frac > cfg.warn_fraction:
             bound = "0 or 1" if site.op == "sigmoid" else "-1 or +1"
-            msg = (f"{site.label}: {saturated} of {site.units} {site.op} units ({frac:.0%}) have their "
-                   f"input beyond +-{level:g} in more than {cfg.unit_fraction:.0%} of "
-                   f"{site.observations:,} observations, so their output is pinned at {bound} and their "
-                   f"gradient is at most {_slope(site.op, level):.1e} of its peak. Likely causes: "
-                   "unscaled inputs (standardise them), weights initialised too large (e.g. "
-                   "nn.init.normal_ with its default std=1), or a deep sigmoid/tanh stack. Fixes: "
-                   "normalise the inputs, use the default or Xavier init, or ReLU-family hidden "
-                   "activations with BatchNorm/LayerNorm.")
+            msg = (f"{site.label}: {observed:.0%} of the {site.op} inputs ({site.units} units x "
+                   f"{site.observations:,} observations) are beyond +-{level:g}, and {stuck} of "
+                   f"{site.units} units are beyond it in more than {cfg.unit_fraction:.0%} of their "
+                   f"observations: the outputs are pinned at {bound}, where the gradient is at most "
+                   f"{_slope(site.op, level):.1e} of its peak. Likely causes: unscaled inputs "
+                   "(standardise them), weights initialised too large (e.g. nn.init.normal_ with its "
+                   "default std=1), or a deep sigmoid/tanh stack. Fixes: normalise the inputs, use the "
+                   "default or Xavier init, or ReLU-family hidden activations with BatchNorm/LayerNorm.")
             if frac > cfg.fail_fraction:
                 out.fail(msg, where=site.where, value=frac, limit=cfg.fail_fraction,
                          metric="saturated_fraction")

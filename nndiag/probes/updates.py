@@ -57,6 +57,10 @@ class UpdatesConfig:
         "steps; 1e-2 leaves room for GPU non-determinism",
         "relative residual above which the second step's gradient is neither cleared nor accumulated "
         "and the check says it cannot decide (warn)")
+    zero_gradient_batches: int = threshold(
+        4, "own choice: the probe batches other probes pull anyway (dead-neurons looks at 256 "
+        "samples = 4 batches of 64)", "batches on which an all-zero gradient must repeat before "
+        "a parameter is reported as never changing")
     max_names: int = threshold(8, "readability (names shown per finding)",
                                "how many parameter names a finding lists before '...'")
 
@@ -237,13 +241,14 @@ class UpdatesProbe(Probe):
         unchanged = [r["parameter"] for r in rows if r["requires_grad"] and r["changed"] is False]
         out.metric("changed", sum(1 for r in rows if r["requires_grad"] and r["changed"]))
         out.metric("unchanged", len(unchanged))
-        if n_train and len(unchanged) == n_train and any(n in held for n in unchanged):
-            out.fail(f"One optimizer step changed none of the {n_train} trainable parameter tensors. "
+        step_not_applied = n_train and len(unchanged) == n_train and bool(applied_not)
+        if step_not_applied:
+            out.fail(f"One optimizer step changed none of the {n_train} trainable parameter tensors, "
+                     "although they have gradients and are in the optimizer. "
                      + ("The train_step does not update the model: check that it calls "
-                        "loss.backward() and optimizer.step() on an optimizer built from this model."
+                        "optimizer.step() after loss.backward(), on the optimizer it is given."
                         if ctx.bench.has_own_step else
-                        "The optimizer does not update this model's parameters: check its learning "
-                        "rate and that it is built from model.parameters()."),
+                        "The optimizer does not apply the gradients: check its learning rate."),
                      where="<model>", value=0, limit=n_train, metric="changed")
         if no_grad:
             out.fail(f"{len(no_grad)} trainable parameter tensor(s) did not change because they got "
@@ -257,7 +262,7 @@ class UpdatesProbe(Probe):
                      f"their param group has lr=0: {_names(lr_zero, limit)}. Give the group a "
                      "learning rate (or freeze those parameters on purpose).",
                      where=_common_module(lr_zero), value=0.0, metric="lr")
-        if applied_not and not (n_train and len(unchanged) == n_train):
+        if applied_not and not step_not_applied:
             out.fail(f"{len(applied_not)} parameter tensor(s) have a non-zero gradient and are in "
                      f"the optimizer, yet the step left them unchanged: {_names(applied_not, limit)}. "
                      "Something resets them after the step (a re-initialisation or copy in "
@@ -271,19 +276,26 @@ class UpdatesProbe(Probe):
                      "layer (its gradient is zero up to rounding); otherwise the gradient vanishes "
                      "before reaching them (see the gradients probe).",
                      where=_common_module(underflow), value=len(underflow), metric="below_resolution")
-        if zero_unchanged:
-            out.warn(f"{len(zero_unchanged)} parameter tensor(s) got an all-zero gradient on this "
-                     f"batch and did not change: {_names(zero_unchanged, limit)}. Fine if they only "
-                     "matter for other inputs; if the gradient is zero on every batch, the layer is "
-                     "dead (all its ReLUs off) or multiplied by zero (see dead-neurons and gradients).",
-                     where=_common_module(zero_unchanged), value=len(zero_unchanged),
-                     metric="zero_gradient")
-        if zero_changed:
-            out.warn(f"{len(zero_changed)} parameter tensor(s) changed although their gradient on "
-                     f"this batch is exactly zero: {_names(zero_changed, limit)}. Only weight decay "
-                     "(or momentum) moved them, so the loss is not training them on this batch.",
-                     where=_common_module(zero_changed), value=len(zero_changed),
-                     metric="zero_gradient")
+        zero = zero_unchanged + zero_changed
+        if zero:
+            zero_everywhere, batches = self._zero_on_other_batches(ctx, zero)
+            out.data["zero_gradient"] = {"parameters": zero, "zero_on_all_batches": zero_everywhere,
+                                         "batches_checked": batches}
+            still = [n for n in zero_unchanged if n in zero_everywhere]
+            moved = [n for n in zero_changed if n in zero_everywhere]
+            on = f"on all {batches} probe batches" if batches > 1 else "on the probe batch"
+            if still:
+                out.warn(f"{len(still)} parameter tensor(s) never change: their gradient is exactly "
+                         f"zero {on}, so no step can move them: {_names(still, limit)}. The loss does "
+                         "not respond to them: dead ReLUs, saturated sigmoid/tanh units, a softmax over "
+                         "a single unit, or a product with zero upstream (the gradients, dead-neurons, "
+                         "saturation and loss-setup probes say which).",
+                         where=_common_module(still), value=len(still), metric="zero_gradient")
+            if moved:
+                out.warn(f"{len(moved)} parameter tensor(s) changed although their gradient is exactly "
+                         f"zero {on}: {_names(moved, limit)}. Only weight decay (or momentum) moves "
+                         "them, so the loss does not train them.",
+                         where=_common_module(moved), value=len(moved), metric="zero_gradient")
         if frozen_changed:
             out.warn(f"{len(frozen_changed)} frozen parameter tensor(s) (requires_grad=False) changed "
                      f"during the step: {_names(frozen_changed, limit)}. Code in train_step or "
@@ -296,6 +308,33 @@ class UpdatesProbe(Probe):
                      where=_common_module(nonfinite), value=len(nonfinite), metric="nonfinite")
         if new:
             out.data["created_during_step"] = new
+
+    def _zero_on_other_batches(self, ctx, names: list[str]) -> tuple[set[str], int]:
+        """Of ``names`` (all-zero gradient on the first batch), those whose gradient is also zero
+        on up to ``zero_gradient_batches`` probe batches, at the initial weights; and how many
+        batches were looked at. Without a loss only the first batch counts."""
+        s, bench = ctx.subject, ctx.bench
+        if s.loss_fn is None and s.training_step is None:
+            return set(names), 1
+        from nndiag.batches import batch_size
+
+        first = bench.first_batch()
+        want = self.config.zero_gradient_batches * max(batch_size(first), 1)
+        batches = bench.probe_batches(want)[: self.config.zero_gradient_batches]
+        model = bench.fresh_model()
+        params = dict(model.named_parameters())
+        zero = set(n for n in names if n in params)
+        for batch in batches:
+            if not zero:
+                break
+            model.zero_grad(set_to_none=True)
+            with fork_seeded(ctx.seed):
+                loss = bench.compute_loss(model, batch)
+                if not loss.requires_grad:
+                    break
+                bench.backward(loss)
+            zero = {n for n in zero if _grad_state(params[n]) != "nonzero"}
+        return zero | (set(names) - set(params)), len(batches)
 
     def _diagnostic_grads(self, ctx) -> dict[str, str]:
         """Gradient state per parameter from a separate loss/backward, for a train_step that clears
@@ -439,9 +478,10 @@ def _below_resolution(p: torch.Tensor, lr: Any, old: torch.Tensor) -> bool:
 def _common_module(names: list[str]) -> str:
     """The module path shared by all the parameter names (``fc1`` for fc1.weight and fc1.bias)."""
     mods = [n.rsplit(".", 1)[0] if "." in n else "<model>" for n in names]
-    if len(set(mods)) == 1:
-        return mods[0]
-    return ", ".join(dict.fromkeys(mods))
+    unique = list(dict.fromkeys(mods))
+    if len(unique) <= 3:
+        return ", ".join(unique)
+    return ", ".join(unique[:3]) + f" (+{len(unique) - 3} more)"
 
 
 @hookimpl

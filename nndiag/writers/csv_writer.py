@@ -69,9 +69,7 @@ def _text(value: Any) -> str:
 
 
 def _row(subject: str, result: "ProbeResult | None", **cells: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {c: "" for c in TEXT_COLUMNS}
-    row["value"] = None
-    row["limit"] = None
+    row: dict[str, Any] = {c: (None if c in NUMERIC_COLUMNS else "") for c in COLUMNS}
     row["subject"] = subject
     if result is not None:
         row["probe"] = result.probe

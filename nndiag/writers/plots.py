@@ -190,23 +190,37 @@ def clean_svg(svg: str) -> str:
 
 
 def figure_svg(draw: Callable[[Any], None], *, height_in: float, salt: str, width_in: float = WIDTH_IN,
-               left_in: float = 0.75, bottom_in: float = 0.5, top_in: float = 0.15, right_in: float = 0.2) -> str:
-    """Make a figure with one axes (margins in inches: no layout engine, it costs a second draw),
-    let ``draw(ax)`` fill it, and return the cleaned SVG text."""
+               left_in: float = 0.75, bottom_in: float = 0.5, top_in: float = 0.12, right_in: float = 0.2) -> str:
+    """Make a figure with one axes, let ``draw(ax)`` fill it, and return the cleaned SVG text.
+
+    ``height_in`` is the height of the plot itself; the labelled artists get a legend in rows of
+    four along the top of the figure, which grows by the legend's height (so the legend never
+    covers the data and the axes keep their size). Margins are in inches: no layout engine, which
+    would cost a second draw.
+    """
     matplotlib, Figure, FigureCanvasSVG = _mpl()
     rc = _rc(salt)
     rc["axes.prop_cycle"] = matplotlib.cycler(color=list(SERIES))
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(width_in, height_in))
         FigureCanvasSVG(fig)
-        left_in = min(left_in, width_in * 0.5)
-        fig.subplots_adjust(left=left_in / width_in, right=1 - right_in / width_in,
-                            bottom=bottom_in / height_in, top=1 - top_in / height_in)
         ax = fig.add_subplot()
         draw(ax)
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":  # minor ticks on a log axis are most of the drawing time
                 axis.set_minor_locator(matplotlib.ticker.NullLocator())
+        handles, labels = ax.get_legend_handles_labels()
+        legend_in = 0.0
+        if labels:
+            ncol = min(4, len(labels))
+            legend_in = 0.08 + 0.19 * math.ceil(len(labels) / ncol)
+            fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.005, 0.995), fontsize=7.5,
+                       ncol=ncol, handlelength=1.8, columnspacing=1.2, borderaxespad=0.1)
+        total = height_in + legend_in
+        fig.set_size_inches(width_in, total)
+        left_in = min(left_in, width_in * 0.5)
+        fig.subplots_adjust(left=left_in / width_in, right=1 - right_in / width_in,
+                            bottom=bottom_in / total, top=1 - (top_in + legend_in) / total)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return clean_svg(buf.getvalue())
@@ -286,7 +300,8 @@ def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, An
     low, high = finite(metrics.get("good_range_low")), finite(metrics.get("good_range_high"))
     diverged = finite(metrics.get("lr_diverged"))
     ref = [y for _, y in (pts_smooth or pts_raw)]
-    lo, first = min(ref), ref[0]
+    first = ref[0]
+    lo = min(ref + [y for _, y in pts_raw[: max(2, int(len(pts_raw) * 0.9))]])
     # the sweep ends in a diverging loss: keep the y range on the informative part
     hi = max(ref[: max(2, int(len(ref) * 0.9))])
     if first > 0:
@@ -313,7 +328,6 @@ def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, An
             ax.axvline(configured, color=SERIES[1], lw=1.8, ls="--", label=f"configured {configured:.2g}")
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
-        ax.legend(loc="upper left", fontsize=7.5, ncol=2)
 
     svg = figure_svg(draw, height_in=3.3, salt=_salt(result, "lr", subject_index))
     bits = [f"{n} learning rates"]
@@ -350,7 +364,6 @@ def plot_overfit(result: Any, subject_index: int = 0, defaults: Mapping[str, Any
             ax.axhline(floor, color=SERIES[4], lw=1.0, ls=":", label=f"loss floor {floor:.3g}")
         ax.set_xlabel("step")
         ax.set_ylabel("loss" + (" (log scale)" if use_log else ""))
-        ax.legend(loc="upper right", fontsize=8)
 
     svg = figure_svg(draw, height_in=2.8, salt=_salt(result, "overfit", subject_index))
     cap = f"{len(curve)} steps, loss {pts[0][1]:.3g} \u2192 {pts[-1][1]:.3g}"
@@ -406,16 +419,10 @@ def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str,
         if log and limits:  # show where the limits lie even when every value is far from them
             lo, hi = ax.get_xlim()
             ax.set_xlim(floor, max([hi] + [l * 3 for _, l, _, _ in limits]))
-        if has_legend:  # along the top of the figure: a fixed room in inches, the full width
-            handles, labels = ax.get_legend_handles_labels()
-            ax.figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.995), fontsize=7.5,
-                             ncol=min(4, len(labels)), handlelength=1.8, columnspacing=1.2, borderaxespad=0.1)
 
-    has_legend = bool(limits or (dots and dots_label))
-    height = min(16.0, max(1.2, 0.24 * len(rows) + 0.6)) + (0.3 if has_legend else 0.0)
+    height = min(16.0, max(1.2, 0.24 * len(rows) + 0.6))
     left = 0.3 + 0.062 * max((len(n) for n in names), default=4)  # ~ width of 8.1 pt labels
-    return figure_svg(draw, height_in=height, salt=salt, left_in=left, bottom_in=0.5,
-                      top_in=0.4 if has_legend else 0.1)
+    return figure_svg(draw, height_in=height, salt=salt, left_in=left)
 
 
 def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:

@@ -26,8 +26,8 @@ def _digits():
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc1 = nn.Linear(64, 64)
-        self.fc2 = nn.Linear(64, 50)
+        self.fc1 = nn.Linear(64, 784)
+        self.fc2 = nn.Linear(784, 50)
         self.fc3 = nn.Linear(50, 10)
 
     def forward(self, x):

@@ -1,0 +1,351 @@
+"""The four core probes (params, data, nan, gradients): numbers against naive re-computations,
+healthy models pass and broken ones fail on several seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import nndiag
+from nndiag.report import Status
+
+SEEDS = [0, 1, 2]
+
+
+def run(probe, seed=0, **kw):
+    report = nndiag.check(probes=[probe], seed=seed, **kw)
+    return report.subjects[0].result(probe)
+
+
+def classification_batch(n=64, d=20, c=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+class FunctionalMLP(nn.Module):
+    """Tutorial style: activations as function calls."""
+
+    def __init__(self, d=20, c=5, bug=None):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(d, 32), nn.Linear(32, 32), nn.Linear(32, c)
+        self.bug = bug
+
+    def forward(self, x):
+        x = torch.relu(self.fc1(x))
+        if self.bug == "detach":
+            x = x.detach()
+        x = F.relu(self.fc2(x))
+        x = self.fc3(x)
+        if self.bug == "log-softmax":
+            return torch.log(torch.softmax(x * 1e4, dim=1))
+        if self.bug == "sqrt-zero-grad":  # finite forward, infinite gradient of sqrt at 0
+            return x * torch.sqrt(torch.zeros_like(x[:, :1]) + (self.fc3.bias[:1] - self.fc3.bias[:1]))
+        return x
+
+
+# ---- params ---------------------------------------------------------------------------------------
+def naive_counts(model):
+    seen, trainable, frozen = set(), 0, 0
+    for p in model.parameters():  # Module.parameters() already de-duplicates shared tensors
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        trainable += p.numel() if p.requires_grad else 0
+        frozen += 0 if p.requires_grad else p.numel()
+    return trainable, frozen
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.body = nn.Linear(16, 16)
+        self.out = nn.Linear(16, 50, bias=False)
+        self.out.weight = self.emb.weight  # tied
+
+    def forward(self, x):
+        return self.out(torch.relu(self.body(self.emb(x)))).mean(1)
+
+
+def test_params_counts_match_naive_and_tied_weights_count_once():
+    import torchinfo
+
+    model = Tied()
+    batch = (torch.randint(0, 50, (4, 7)), torch.randint(0, 50, (4,)))
+    r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss())
+    trainable, frozen = naive_counts(model)
+    assert r.metrics["total"] == trainable + frozen == 50 * 16 + 16 * 16 + 16
+    assert r.metrics["trainable"] == trainable and r.metrics["frozen"] == frozen == 0
+    out_row = next(l for l in r.data["layers"] if l["layer"] == "out")
+    assert out_row["shared_with"] == ["emb"] and out_row["trainable"] == 0
+    # torchinfo 1.8 counts the tied weight twice: the reason params does its own counting.
+    assert torchinfo.summary(model, input_data=batch[0], verbose=0).total_params > r.metrics["total"]
+
+
+def test_params_frozen_layer_warns_and_expected_total():
+    def model():
+        m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        m[0].requires_grad_(False)
+        return m
+
+    batch = classification_batch(8, 4, 3)
+    r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.WARN and r.findings[0].where == "0"
+    assert r.metrics["frozen"] == 40 and r.metrics["trainable"] == 27
+    r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss(), params={"expected_total": 68})
+    assert r.status is Status.FAIL and r.findings[-1].value == 67 and r.findings[-1].limit == 68
+    r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss(), params={"expected_total": 67})
+    assert r.status is Status.WARN
+
+
+def test_params_all_frozen_fails():
+    def model():
+        return nn.Linear(4, 3).requires_grad_(False)
+
+    r = run("params", model=model, batch=classification_batch(8, 4, 3), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL and "frozen" in r.findings[0].message
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def test_data_metrics_match_naive():
+    x, y = classification_batch()
+    r = run("data", model=FunctionalMLP, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS
+    assert math.isclose(r.metrics["input_mean"], float(x.mean()), rel_tol=1e-5, abs_tol=1e-6)
+    assert math.isclose(r.metrics["input_std"], float(x.std()), rel_tol=1e-5)
+    assert r.metrics["target_max"] == int(y.max()) and r.metrics["classes"] == 5
+    assert r.metrics["distinct_targets"] == len(torch.unique(y))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bug,severity,where", [
+    ("nan-input", Status.FAIL, "inputs"),
+    ("out-of-range", Status.FAIL, "targets"),
+    ("negative-class", Status.FAIL, "targets"),
+    ("unscaled", Status.WARN, "inputs"),
+    ("constant-targets", Status.WARN, "targets"),
+])
+def test_data_flags_broken_batches(seed, bug, severity, where):
+    x, y = classification_batch(seed=seed)
+    if bug == "nan-input":
+        x[3, 2] = float("nan")
+    elif bug == "out-of-range":
+        y[0] = 5  # 5 classes: valid ids are 0..4
+    elif bug == "negative-class":
+        y[1] = -1
+    elif bug == "unscaled":
+        x = (x.abs() * 80).clamp(0, 255).round()  # raw 0-255 pixels
+    elif bug == "constant-targets":
+        y = torch.zeros_like(y)  # catalogue 59325381: labels / 255 -> all 0
+    r = run("data", seed=seed, model=FunctionalMLP, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is severity, r.summary
+    assert any(f.where == where and f.severity is severity for f in r.findings)
+
+
+def test_data_bce_targets_out_of_unit_range_fail():
+    x = torch.randn(16, 4)
+    y = torch.randint(0, 3, (16, 1)).float()  # 0, 1, 2 fed to BCE
+    r = run("data", model=lambda: nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()), batch=(x, y), loss_fn=nn.BCELoss())
+    assert r.status is Status.FAIL and "[0, 1]" in r.findings[0].message
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_data_healthy_passes(seed):
+    r = run("data", seed=seed, model=FunctionalMLP, batch=classification_batch(seed=seed),
+            loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS, r.findings
+
+
+# ---- nan --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nan_healthy_passes(seed):
+    r = run("nan", seed=seed, model=FunctionalMLP, batch=classification_batch(seed=seed),
+            loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS and r.metrics["steps_run"] == 20
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nan_names_functional_producer_inside_forward(seed):
+    r = run("nan", seed=seed, model=lambda: FunctionalMLP(bug="log-softmax"),
+            batch=classification_batch(seed=seed), loss_fn=nn.NLLLoss())
+    assert r.status is Status.FAIL
+    (f,) = r.findings
+    assert f.where == "<model> (FunctionalMLP)" and "torch.log" in f.message and "log_softmax" in f.message
+    assert r.metrics["first_nonfinite_step"] == 0
+
+
+class ExplodingConv(nn.Module):
+    """A conv net whose third conv's weights are huge: its output overflows to Inf (float32)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3))
+        with torch.no_grad():
+            self.features[3].weight.fill_(3e38)  # any weighted sum > 1.2 overflows
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def test_nan_names_module_producer_not_propagator():
+    batch = (torch.rand(4, 1, 8, 8) + 1, torch.randint(0, 3, (4,)))
+    r = run("nan", model=ExplodingConv, batch=batch, loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert r.findings[0].where == "features.3 (Conv2d)", r.findings[0].message
+
+
+def test_nan_after_some_updates_reports_the_step():
+    # Plain SGD with a huge learning rate on unscaled regression targets: finite at first,
+    # diverges to Inf after a few updates (catalogue 48934338: LR too high).
+    x = torch.linspace(0, 5, 50).unsqueeze(1)
+    y = 5 * x ** 2
+    r = run("nan", model=lambda: nn.Linear(1, 1), batch=(x, y), loss_fn=nn.MSELoss(),
+            optimizer=lambda p: torch.optim.SGD(p, lr=1.0))
+    assert r.status is Status.FAIL
+    assert 5 <= r.metrics["first_nonfinite_step"] < 20  # finite at first, Inf after some updates
+    assert r.data["loss_curve"][0] < r.data["loss_curve"][-1]
+
+
+def test_nan_in_inputs_and_parameters():
+    x, y = classification_batch()
+    x[0, 0] = float("inf")
+    r = run("nan", model=FunctionalMLP, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL and r.findings[0].where == "inputs"
+
+    def bad_init():
+        m = FunctionalMLP()
+        with torch.no_grad():
+            m.fc2.weight[0, 0] = float("nan")
+        return m
+
+    r = run("nan", model=bad_init, batch=classification_batch(), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL and r.findings[0].where == "fc2.weight"
+
+
+def test_nan_in_loss_function():
+    def bad_loss(output, target):
+        return torch.log(output - output).mean()  # log(0) in the loss, not the model
+
+    r = run("nan", model=FunctionalMLP, batch=classification_batch(), loss_fn=bad_loss)
+    assert r.status is Status.FAIL and r.findings[0].where == "loss"
+
+
+def test_nan_first_in_gradient():
+    r = run("nan", model=lambda: FunctionalMLP(bug="sqrt-zero-grad"), batch=classification_batch(),
+            loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert r.findings[0].where == "fc3.bias" and "gradient" in r.findings[0].message
+
+
+def test_nan_with_user_train_step():
+    def train_step(model, optimizer, batch):
+        optimizer.zero_grad()
+        x, y = batch
+        loss = F.nll_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    r = run("nan", model=lambda: FunctionalMLP(bug="log-softmax"), batch=classification_batch(),
+            train_step=train_step)
+    assert r.status is Status.FAIL and "torch.log" in r.findings[0].message
+
+
+# ---- gradients ------------------------------------------------------------------------------------------
+def test_gradient_statistics_match_naive_autograd():
+    batch = classification_batch()
+    r = run("gradients", model=FunctionalMLP, batch=batch, loss_fn=nn.CrossEntropyLoss(),
+            optimizer=lambda p: torch.optim.SGD(p, lr=0.0), gradients={"steps": 1})
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    nn.CrossEntropyLoss()(model(batch[0]), batch[1]).backward()
+    rows = {row["param"]: row for row in r.data["layers"]}
+    for name, p in model.named_parameters():
+        g = p.grad
+        assert math.isclose(rows[name]["grad_norm"], float(g.norm()), rel_tol=1e-5)
+        assert math.isclose(rows[name]["mean_abs_grad"], float(g.abs().mean()), rel_tol=1e-5)
+        assert math.isclose(rows[name]["max_abs_grad"], float(g.abs().max()), rel_tol=1e-5)
+        assert rows[name]["update_ratio"] == 0.0  # lr 0
+    total = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters()))
+    assert math.isclose(r.metrics["total_grad_norm"], total, rel_tol=1e-5)
+
+
+def test_update_ratio_is_lr_times_grad_over_weight():
+    batch = classification_batch()
+    r = run("gradients", model=FunctionalMLP, batch=batch, loss_fn=nn.CrossEntropyLoss(),
+            optimizer=lambda p: torch.optim.SGD(p, lr=0.1), gradients={"steps": 1})
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    nn.CrossEntropyLoss()(model(batch[0]), batch[1]).backward()
+    row = next(x for x in r.data["layers"] if x["param"] == "fc2.weight")
+    expected = 0.1 * float(model.fc2.weight.grad.norm()) / float(model.fc2.weight.norm())
+    assert math.isclose(row["update_ratio"], expected, rel_tol=1e-5)
+    assert math.isclose(row["step_update_ratio"], expected, rel_tol=1e-4)  # SGD: the step is lr*g
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_healthy_passes(seed):
+    r = run("gradients", seed=seed, model=FunctionalMLP, batch=classification_batch(seed=seed),
+            loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS, [f.message for f in r.findings]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_detached_layer_fails_naming_it(seed):
+    r = run("gradients", seed=seed, model=lambda: FunctionalMLP(bug="detach"),
+            batch=classification_batch(seed=seed), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert {f.where for f in r.findings} == {"fc1.weight", "fc1.bias"}
+
+
+class DeepSigmoid(nn.Module):
+    """Catalogue 39217567-style: a deep stack of sigmoids with a small init: gradients vanish."""
+
+    def __init__(self, depth=12):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(depth))
+        self.out = nn.Linear(16, 2)
+        for layer in self.layers:
+            nn.init.normal_(layer.weight, std=0.05)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.sigmoid(layer(x))
+        return self.out(x)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_deep_sigmoid_vanishes(seed):
+    r = run("gradients", seed=seed, model=DeepSigmoid, batch=classification_batch(32, 16, 2, seed),
+            loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert any(f.metric == "max_abs_grad" and f.where.startswith("layers.0") for f in r.findings)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_exploding_with_unscaled_targets(seed):
+    # Catalogue 52800582: y = x^4 with no scaling; MSE gradients are enormous.
+    x = torch.linspace(-100, 99.5, 400).unsqueeze(1)
+    r = run("gradients", seed=seed, model=lambda: nn.Sequential(nn.Linear(1, 50), nn.Sigmoid(), nn.Linear(50, 1)),
+            batch=(x, x ** 4), loss_fn=nn.MSELoss())
+    assert r.status is Status.FAIL
+    assert any(f.metric == "max_abs_grad" and f.value > 1e6 for f in r.findings)
+
+
+def test_gradients_all_zero_fails():
+    class ZeroPath(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x) - 1e6))  # every unit dead
+
+    r = run("gradients", model=ZeroPath, batch=classification_batch(16, 8, 3), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert {f.where for f in r.findings if f.value == 0.0} >= {"fc1.weight", "fc1.bias", "fc2.weight"}
