@@ -153,37 +153,61 @@ def record_step(curve: SweepCurve, smoother: EmaSmoother, best: list[float], lr:
     return False
 
 
+def running_median(values: Sequence[float], window: int = 5) -> list[float]:
+    """Centred running median (shorter at the ends): a spike-proof view of the raw losses."""
+    x = np.asarray(values, dtype=float)
+    h = window // 2
+    return [float(np.median(x[max(0, i - h): i + h + 1])) for i in range(len(x))]
+
+
 @dataclass(frozen=True)
 class Suggestions:
-    """The suggested LRs and the landmarks of the curve the verdict uses."""
+    """The suggested LRs and the landmarks of the curve the verdict uses.
+
+    The suggestions follow fastai on the smoothed curve. The landmarks for the verdict are read off
+    the raw losses through a 5-point running median instead, because the EMA with beta 0.98 averages
+    about 50 steps (4 decades of LR at 100 steps over 1e-7..10): on the reference models the smoothed
+    curve shows a third of the real fall and crosses 4 x its best one to two decades after the raw
+    loss has blown up, or never (measured in docs/probes/lr-range.md).
+    """
 
     steepest: float | None
     valley: float | None
     minimum_div10: float | None
     lr_at_min: float | None  # LR where the smoothed loss was lowest (whole curve)
-    descent: float  # relative fall of the smoothed loss from its first value to its lowest
+    descent: float  # relative fall from the start level to the lowest running median of raw losses
+    start_level: float  # median raw loss over the trimmed start (the untrained level)
+    lr_blowup: float | None  # first LR past the lowest point where the median loss is back above start
     window: tuple[int, int]
 
 
-def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5) -> Suggestions:
-    """Suggestions from the finite part of the smoothed curve (see the module docstring)."""
-    sm = [s for s in curve.smoothed if math.isfinite(s)]
-    lrs = curve.lrs[: len(sm)]
+def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
+            median_window: int = 5) -> Suggestions:
+    """Suggestions and landmarks from the finite part of the curve (see the module docstring)."""
+    n_fin = next((i for i, s in enumerate(curve.smoothed) if not math.isfinite(s)), len(curve.smoothed))
+    sm = curve.smoothed[:n_fin]
+    raw = curve.losses[:n_fin]
+    lrs = curve.lrs[:n_fin]
     if len(sm) < 2:
-        return Suggestions(None, None, None, None, 0.0, (0, len(sm)))
-    first = sm[0]
-    low = min(sm)
-    descent = (first - low) / abs(first) if first != 0 else 0.0
+        return Suggestions(None, None, None, None, 0.0, raw[0] if raw else math.nan, None, (0, len(sm)))
+    k = max(1, (curve.num_it or len(sm)) // 10)
+    start_level = float(np.median(raw[:k]))
+    med = running_median(raw, median_window)
+    i_low = int(np.argmin(med))
+    descent = (start_level - med[i_low]) / abs(start_level) if start_level != 0 else 0.0
+    lr_blowup = next((lrs[i] for i in range(i_low + 1, len(med)) if med[i] > start_level), None)
     lr_at_min = lrs[minimum_index(sm)]
     lo, hi = suggestion_window(len(sm), curve.num_it or len(sm), skip_start, skip_end)
     w_lrs, w_sm = lrs[lo:hi], sm[lo:hi]
     if len(w_sm) < 2:
-        return Suggestions(None, None, None, lr_at_min, descent, (lo, hi))
+        return Suggestions(None, None, None, lr_at_min, descent, start_level, lr_blowup, (lo, hi))
     return Suggestions(
         steepest=w_lrs[steepest_index(w_lrs, w_sm)],
         valley=w_lrs[min(valley_index(w_sm), len(w_sm) - 1)],
         minimum_div10=w_lrs[minimum_index(w_sm)] / 10,
         lr_at_min=lr_at_min,
         descent=descent,
+        start_level=start_level,
+        lr_blowup=lr_blowup,
         window=(lo, hi),
     )

@@ -19,14 +19,14 @@ import torch
 from nndiag.seeding import fork_seeded
 from nndiag.subject import Workbench
 from nndiag.torchhooks import CallInfo, CallTracer, all_finite, module_label
-from nndiag.training_trace import NonFinite
+from nndiag.training_trace import NonFinite, check_params
 
 
 @dataclass
 class Producer:
     """The op or parameter that produced the first non-finite value."""
 
-    stage: str  # forward | loss | gradients
+    stage: str  # parameters | forward | loss | gradients
     where: str  # "features.3 (Conv2d)", "<outside the model>", or a parameter name
     op: str  # "torch.log", "F.conv2d", or "" when unknown
     detail: str
@@ -65,6 +65,9 @@ def locate(bench: Workbench, event: NonFinite) -> Producer | None:
         for step in range(event.step):
             bench.train_one_step(model, optimizer, batches[step % len(batches)])
         batch = batches[event.step % len(batches)]
+        stale = check_params(model, event.step)  # an earlier update made a weight NaN/Inf
+        if stale is not None:
+            return Producer("parameters", stale.where, "", stale.detail)
         return _instrumented_step(bench, model, optimizer, batch)
 
 

@@ -11,6 +11,7 @@ pays for one extra gradient-norm kernel per step and nothing more.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,27 @@ def _check_batch(batch: Any, step: int, source: str) -> NonFinite | None:
     return None
 
 
-def _check_params(model: torch.nn.Module, step: int) -> NonFinite | None:
-    for name, p in model.named_parameters():
+def _max_abs_finite(tensors: list[torch.Tensor]) -> bool:
+    """True when every tensor is finite: one fused max-abs per tensor and a single sync.
+
+    Max-abs, not the L2 norm: the L2 norm of finite values near 1e37 overflows to Inf (a false
+    alarm), while max |x| is finite exactly when every element is.
+    """
+    tensors = [t.detach() for t in tensors if t.numel()]
+    if not tensors:
+        return True
+    if hasattr(torch, "_foreach_norm"):
+        norms = torch._foreach_norm(tensors, ord=float("inf"))
+    else:  # pragma: no cover - very old torch
+        norms = [t.abs().max() for t in tensors]
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+
+
+def check_params(model: torch.nn.Module, step: int) -> NonFinite | None:
+    named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+    if _max_abs_finite([p for _, p in named]):
+        return None
+    for name, p in named:  # only on failure: find which one
         if not bool(torch.isfinite(p.detach()).all()):
             when = "at initialisation" if step == 0 else f"after {step} update(s)"
             return NonFinite(step, "parameters", name, f"parameter {name} holds NaN/Inf {when}")
@@ -101,7 +121,11 @@ def run_training_trace(bench: Workbench, steps: int, stats_steps: int) -> Traini
     source = bench.subject.data_source
     for step in range(steps):
         batch = batches[step % len(batches)]
-        problem = _check_batch(batch, step, source) or _check_params(model, step)
+        # Batches are reused cyclically: check each one's values the first time it is used only.
+        # Parameters are checked at initialisation here, and after updates only by the replay of a
+        # step whose loss or gradient went non-finite (nan_locator): a healthy run pays nothing.
+        problem = (_check_batch(batch, step, source) if step < len(batches) else None) \
+            or (check_params(model, step) if step == 0 else None)
         if problem is not None:
             trace.non_finite = problem
             break
@@ -112,7 +136,7 @@ def run_training_trace(bench: Workbench, steps: int, stats_steps: int) -> Traini
         trace.losses.append(loss)
         if want_stats:
             trace.stats.append(_param_stats(named, before, _lr_of(optimizer)))
-        if not torch.isfinite(torch.tensor(loss)):
+        if not math.isfinite(loss):
             trace.non_finite = NonFinite(step, "loss", "", f"the loss is {loss}")
             break
         if not grads_finite:
@@ -133,7 +157,7 @@ def _one_step(bench: Workbench, model, optimizer, batch) -> tuple[float, bool]:
     optimizer.zero_grad(set_to_none=True)
     loss_t = bench.compute_loss(model, batch)
     loss = float(loss_t.detach())
-    if not torch.isfinite(loss_t.detach()):
+    if not math.isfinite(loss):
         return loss, True
     bench.backward(loss_t)
     finite = _grads_finite(model)
@@ -143,17 +167,7 @@ def _one_step(bench: Workbench, model, optimizer, batch) -> tuple[float, bool]:
 
 
 def _grads_finite(model: torch.nn.Module) -> bool:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return True
-    # One fused max-abs per parameter and one sync. Max-abs, not the L2 norm: the L2 norm of finite
-    # gradients near 1e37 overflows to Inf (a false alarm), while max |g| is finite exactly when
-    # every element is.
-    if hasattr(torch, "_foreach_norm"):
-        norms = torch._foreach_norm(grads, ord=float("inf"))
-    else:  # pragma: no cover - very old torch
-        norms = [g.abs().max() for g in grads]
-    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+    return _max_abs_finite([p.grad for p in model.parameters() if p.grad is not None])
 
 
 def _param_stats(named, before, lrs) -> dict[str, ParamStats]:

@@ -267,9 +267,18 @@ def test_marker_and_options(suite):
             # the call's own settings win over the marker's, key by key
             assert report.subjects[0].result("params").status.value == "fail"  # total 58 != 1
             assert len(report.subjects[0].results) == 1
+
+        def test_fail_on_warn_reaches_the_helpers():
+            from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
+            from nndiag.testing import assert_report_ok
+            warn = Finding(Status.WARN, "units near saturation", "fc1", 0.3, 0.25)
+            report = Report((SubjectReport("m", (ProbeResult("saturation", Status.WARN, "s", (warn,)),)),))
+            with pytest.raises(AssertionError, match="1 finding at WARN for subject 'm'"):
+                assert_report_ok(report)
+            assert_report_ok(report, fail_on="fail")  # an explicit level wins
     ''')
     result = suite.runpytest("--nndiag-seed", "5")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     assert (suite.path / "reports" / "from_ini.json").exists()
     result.stdout.fnmatch_lines(["FAIL test_opts.py::test_closest_marker_wins - params on Healthy: <model>: *"])
 

@@ -254,21 +254,23 @@ def test_xor_learns_on_every_seed(seed):
     assert loss.item() < 0.05
 
 
-@pytest.mark.parametrize("name", ["xor", "mlp", "cnn"])
-def test_model_file_loads_by_path(name, tmp_path):
-    """As nndiag loads it: by file path, its folder first on sys.path, from another directory."""
-    path = REPO / "reference_models" / f"{name}.py"
+def test_model_files_load_by_path(tmp_path):
+    """As nndiag loads them: by file path, the file's folder first on sys.path, from another directory."""
+    folder = REPO / "reference_models"
     code = (
         "import importlib.util, sys\n"
-        f"sys.path.insert(0, {str(path.parent)!r})\n"
-        f"spec = importlib.util.spec_from_file_location('user_model', {str(path)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print(type(m.build_model()).__name__, callable(m.dataloader), callable(m.loss_fn))\n"
+        f"sys.path.insert(0, {str(folder)!r})\n"
+        f"for name in {list(ALL_MODELS)!r}:\n"
+        f"    spec = importlib.util.spec_from_file_location('user_' + name, {str(folder)!r} + '/' + name + '.py')\n"
+        "    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "    print(name, type(m.build_model()).__name__, callable(m.dataloader), callable(m.loss_fn))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[1:] == ["True", "True"]
+    lines = result.stdout.split("\n")
+    assert [line.split()[0] for line in lines if line] == list(ALL_MODELS)
+    assert all(line.endswith("True True") for line in lines if line)
 
 
 # --- committed trained weights ------------------------------------------------------------------

@@ -213,7 +213,11 @@ class BatchIndependenceProbe(Probe):
             out.data["gradient_check"] = "skipped: no float input (token ids have no gradient)"
             return None
         with fork_seeded(ctx.seed), torch.enable_grad():
-            output = ctx.bench.forward(model, (x, None))
+            try:
+                output = ctx.bench.forward(model, (x, None))
+            except SubjectError as exc:  # e.g. an in-place op on the input: keep the forward verdict
+                out.data["gradient_check"] = f"skipped: the forward pass with input gradients raised: {exc}"
+                return None
             gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
             total = None
             for t in iter_tensors(output):

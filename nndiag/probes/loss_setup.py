@@ -103,8 +103,11 @@ class LossSetupProbe(Probe):
     description = "Do the model's outputs fit the loss (logits vs probabilities, ranges, ln C at init)?"
     Config = LossSetupConfig
 
+    _wrong_dim = False
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
+        self._wrong_dim = False
         trace = activation_trace(ctx, cfg.samples)
         self._constant_softmax(out, trace)
         per_batch = self._traced_losses(ctx)
@@ -210,6 +213,18 @@ class LossSetupProbe(Probe):
                          "outputs with CrossEntropyLoss.", where=where, value=1, limit=2,
                          metric="classes")
                 return
+        if (call.op in ("cross_entropy", "nll_loss") and last is not None and x.dim() >= 2
+                and last.op in ("softmax", "log_softmax") and (last.dim_size or 0) > 1
+                and _wrong_softmax_dim(last, x)):
+            out.fail(f"{name} treats dimension 1 of its input ({x.shape[1]} classes) as the classes, "
+                     f"but {got} normalises over dimension {last.dim} (size {last.dim_size}"
+                     f"{', the batch' if last.dim == 0 else ''}): the scores of each class are "
+                     "normalised across the wrong axis, so they are not a distribution over classes "
+                     "(and with dim=0 each prediction depends on the other samples in the batch). "
+                     f"Use dim=1 (or dim=-1 for (N, C) outputs).", where=where,
+                     value=last.dim, limit=1, metric="softmax_dim")
+            self._wrong_dim = True
+            return
         if want == "logits":
             if last is not None and last.op in PROBABILITY_OPS and not (
                     last.op == "softmax" and last.dim_size == 1):
@@ -293,6 +308,8 @@ class LossSetupProbe(Probe):
 
     def _check_init_loss(self, out: Outcome, per_batch: list[list[LossCall]]) -> None:
         cfg = self.config
+        if self._wrong_dim:
+            return  # the loss is off because of the softmax dimension, reported already
         if any(len(b) != 1 for b in per_batch) or len({b[0].op for b in per_batch}) != 1:
             return  # several loss terms: their sum has no single expected value
         call = per_batch[0][0]
@@ -370,6 +387,14 @@ def _where(last: OpRecord | None) -> str:
     if last is None:
         return "<model>"
     return last.module_path or last.producer or "<model>"
+
+
+def _wrong_softmax_dim(last: OpRecord, x: torch.Tensor) -> bool:
+    """True when the softmax feeding a class loss normalised another axis than the class axis."""
+    src = last.input
+    if isinstance(src, torch.Tensor) and tuple(src.shape) == tuple(x.shape):
+        return last.dim != 1
+    return last.dim_size != int(x.shape[1])
 
 
 def _is_log_prob(last: OpRecord | None) -> bool:

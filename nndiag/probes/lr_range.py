@@ -110,6 +110,13 @@ class LrRangeProbe(Probe):
         seconds = time.perf_counter() - start
 
         sug = suggest(curve)
+        descends = sug.descent >= cfg.min_descent
+        # Where training at a fixed LR would blow up: the first LR past the curve's lowest point at
+        # which the (median) loss is back above its untrained level, or where the sweep had to stop
+        # (NaN/Inf, smoothed > diverge_factor x best), whichever comes first. On a flat curve the
+        # lowest point is noise, so only the sweep's own stop counts there.
+        marks = [curve.diverged_at] + ([sug.lr_blowup] if descends else [])
+        lr_div = min((m for m in marks if m is not None), default=None)
         out.data["lrs"] = curve.lrs
         out.data["losses"] = curve.losses
         out.data["smoothed"] = curve.smoothed
@@ -118,17 +125,21 @@ class LrRangeProbe(Probe):
         out.metric("suggested_lr_valley", sug.valley)
         out.metric("suggested_lr_minimum", sug.minimum_div10)
         out.metric("lr_at_min_loss", sug.lr_at_min)
-        out.metric("lr_diverged", curve.diverged_at)
+        out.metric("lr_diverged", lr_div)
         out.metric("descent", sug.descent)
+        out.metric("start_loss", sug.start_level)
         out.metric("steps", len(curve.lrs))
         out.metric("param_groups", len(base))
         out.metric("sweep_seconds", seconds)
-        self._verdict(out, curve, sug, configured, len(batches))
+        out.data["stop"] = curve.stop
+        self._verdict(out, curve, sug, configured, lr_div, descends, len(batches))
 
-    def _verdict(self, out: Outcome, curve: SweepCurve, sug, configured: float, n_batches: int) -> None:
+    def _verdict(self, out: Outcome, curve: SweepCurve, sug, configured: float, lr_div: float | None,
+                 descends: bool, n_batches: int) -> None:
         cfg = self.config
         stop = {"end": f"reached {cfg.end_lr:g}",
-                "diverged": f"diverged at {_fmt(curve.diverged_at)}",
+                "diverged": f"stopped at {_fmt(curve.diverged_at)} (smoothed loss > "
+                            f"{cfg.diverge_factor:g} x best)",
                 "nonfinite": f"loss became {curve.losses[-1]} at {_fmt(curve.diverged_at)}"}[curve.stop]
         sweep = (f"swept {cfg.start_lr:g} to {curve.lrs[-1]:.3g} in {len(curve.lrs)} steps over "
                  f"{n_batches} batch(es), {stop}")
@@ -137,43 +148,44 @@ class LrRangeProbe(Probe):
         high = sug.lr_at_min * cfg.high_factor if sug.lr_at_min is not None else None
         out.metric("good_range_low", low)
         out.metric("good_range_high", high)
-        div = curve.diverged_at
+        suggestions = (f"{_fmt(sug.valley)} (valley), {_fmt(sug.steepest)} (steepest descent), "
+                       f"{_fmt(sug.minimum_div10)} (minimum/10)")
         if configured <= 0:
             out.warn("The optimizer's learning rate is 0, so training would change nothing. Set a "
-                     f"positive lr in build_optimizer (the sweep suggests {_fmt(sug.valley)}).",
+                     f"positive lr in build_optimizer (the sweep suggests {suggestions}).",
                      where="build_optimizer", value=configured, metric="configured_lr")
-        elif div is not None and configured >= div:
-            out.fail(f"The configured learning rate {configured:.3g} is at or above {div:.3g}, where the "
-                     "loss diverged in the range test, so training at it is likely to blow up (loss "
-                     "rising, NaN). Lower it: the sweep suggests "
-                     f"{_fmt(sug.valley)} (valley) or {_fmt(sug.steepest)} (steepest descent).",
-                     where="build_optimizer", value=configured, limit=div, metric="configured_lr")
-        elif sug.descent < cfg.min_descent or lo_sug is None:
-            out.warn(f"Cannot judge the learning rate: the smoothed loss fell only {sug.descent:.0%} over "
-                     f"the whole sweep (needed {cfg.min_descent:.0%}), so the curve has no clear descent "
-                     "and its suggestions mean little. Either no LR in the range lets this model learn "
-                     "(see the overfit probe: unscaled inputs, saturated units, a detached graph) or "
-                     "the loss is dominated by a floor; widen start_lr/end_lr if the LR needed lies "
-                     "outside it.", value=sug.descent, limit=cfg.min_descent, metric="descent")
+        elif lr_div is not None and configured >= lr_div:
+            out.fail(f"The configured learning rate {configured:.3g} is at or above {lr_div:.3g}, where "
+                     "the loss diverged in the range test (it rose back above its untrained level, or "
+                     "became NaN/Inf), so training at it is likely to blow up or stall at a high loss. "
+                     f"Lower it; the sweep suggests {suggestions}.",
+                     where="build_optimizer", value=configured, limit=lr_div, metric="configured_lr")
+        elif not descends or lo_sug is None:
+            out.warn(f"Cannot judge the learning rate: over the whole sweep the loss fell only "
+                     f"{sug.descent:.0%} below its untrained level ({sug.start_level:.3g}) "
+                     f"(needed {cfg.min_descent:.0%}), so the curve has no clear descent and suggestions "
+                     "read off it would be noise. Either no LR in the range lets this model learn (see "
+                     "the overfit probe: unscaled inputs, saturated units, a detached graph) or the "
+                     "LR it needs lies outside the sweep (set lr-range.start_lr/end_lr).",
+                     value=sug.descent, limit=cfg.min_descent, metric="descent")
         elif configured > cfg.end_lr:
             out.warn(f"The configured learning rate {configured:.3g} lies above the swept range "
-                     f"(up to {cfg.end_lr:g}); raise end_lr to judge it.", where="build_optimizer",
+                     f"(up to {cfg.end_lr:g}); raise lr-range.end_lr to judge it.", where="build_optimizer",
                      value=configured, limit=cfg.end_lr, metric="configured_lr")
         elif high is not None and configured > high:
             out.warn(f"The configured learning rate {configured:.3g} is above {high:.3g}, where the "
                      "smoothed loss bottomed out in the range test; past it the loss rises, so training "
-                     "may be unstable. Consider the suggestions: "
-                     f"{_fmt(sug.valley)} (valley), {_fmt(sug.steepest)} (steepest), "
-                     f"{_fmt(sug.minimum_div10)} (minimum/10).", where="build_optimizer",
+                     f"may be unstable. Consider the suggestions: {suggestions}.", where="build_optimizer",
                      value=configured, limit=high, metric="configured_lr")
         elif low is not None and configured < low:
             out.warn(f"The configured learning rate {configured:.3g} is below {low:.3g}, a decade under "
                      "the lowest suggestion, so training will be slow and may stall within a usual "
-                     f"budget. Consider {_fmt(sug.valley)} (valley) or {_fmt(sug.steepest)} (steepest).",
+                     f"budget. Consider {suggestions}.",
                      where="build_optimizer", value=configured, limit=low, metric="configured_lr")
-        verdict = "in range" if not out.findings else out.findings[0].severity.value
+        verdict = "in range" if not out.findings else f"{out.findings[0].severity.value}"
         out.summary = (f"configured lr {configured:.3g} ({verdict}); suggestions: valley {_fmt(sug.valley)}, "
-                       f"steepest {_fmt(sug.steepest)}, minimum/10 {_fmt(sug.minimum_div10)}; {sweep}")
+                       f"steepest {_fmt(sug.steepest)}, minimum/10 {_fmt(sug.minimum_div10)}; "
+                       f"diverged at {_fmt(lr_div)}; {sweep}")
 
 
 @hookimpl

@@ -93,6 +93,12 @@ class NanProbe(Probe):
                      where=event.stage, metric="first_nonfinite_step", value=step)
             out.summary = f"{event.stage} NaN/Inf at step {step} (producer not located)"
             return
+        if producer.stage == "parameters":
+            out.fail(f"{producer.detail}: an update with a finite but huge gradient overflowed it. "
+                     "Lower the learning rate or clip gradients.", where=producer.where,
+                     metric="first_nonfinite_step", value=step)
+            out.summary = f"parameter {producer.where} became NaN/Inf before step {step}"
+            return
         op = producer.op.split(".")[-1]
         hint = _OP_HINTS.get(op.rstrip("_"), _GENERIC_HINT)
         if producer.stage == "gradients":

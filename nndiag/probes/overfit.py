@@ -150,6 +150,20 @@ def detect_floor(loss_fn: Any, output: Any, targets: Any) -> tuple[float, str]:
     return 0.0, ""
 
 
+def constant_baseline(loss_fn: Any, targets: Any) -> tuple[float, str] | None:
+    """The loss of the best constant prediction for a regression loss (the "chance level" of a
+    regression): the targets' variance for MSELoss, mean absolute deviation from the median for
+    L1Loss. None for any other loss."""
+    if not isinstance(targets, torch.Tensor) or not targets.is_floating_point() or targets.dim() == 0:
+        return None
+    t = targets.detach().float()
+    if isinstance(loss_fn, torch.nn.MSELoss) and loss_fn.reduction == "mean":
+        return float(((t - t.mean(0)) ** 2).mean()), "predicting the batch mean of the targets"
+    if isinstance(loss_fn, torch.nn.L1Loss) and loss_fn.reduction == "mean":
+        return float((t - t.median(0).values).abs().mean()), "predicting the batch median of the targets"
+    return None
+
+
 # ---- the probe -------------------------------------------------------------------------------
 
 class OverfitProbe(Probe):
@@ -224,10 +238,11 @@ class OverfitProbe(Probe):
             all_right, acc = _score_now(bench, model, batch, scorer)
             accs.append(acc)
 
-        self._report(out, curve, accs, scorer, target, floor, floor_why, met, seconds, n)
+        baseline = constant_baseline(s.loss_fn, targets) if scorer is None else None
+        self._report(out, curve, accs, scorer, baseline, target, floor, floor_why, met, seconds, n)
 
     def _report(self, out: Outcome, curve: list[float], accs: list[float], scorer: Classification | None,
-                target: float, floor: float, floor_why: str, met: bool, seconds: float, n: int) -> None:
+                baseline: tuple[float, str] | None, target: float, floor: float, floor_why: str, met: bool, seconds: float, n: int) -> None:
         cfg = self.config
         initial, final = curve[0], curve[-1]
         finite = [c for c in curve if math.isfinite(c)]
@@ -273,31 +288,47 @@ class OverfitProbe(Probe):
 
         drop = (initial - best) / (initial - floor) if initial - floor > 0 else 0.0
         out.metric("drop", drop)
-        acc = accs[-1] if accs else None
-        at_chance = (scorer is not None and acc is not None and scorer.chance < 1.0
-                     and acc <= scorer.chance)
-        causes = ("Likely causes: a learning rate far too small for the optimizer (see lr-range), "
-                  "inputs not scaled (raw pixels 0-255), saturated sigmoid/tanh units or a sigmoid or "
-                  "softmax where the loss expects logits, a detached tensor or frozen layers cutting the "
-                  "loss off the parameters, or a loss that does not fit the task.")
-        if drop < cfg.min_drop:
+        acc = max(accs) if accs else None
+        acc_gain = None
+        if scorer is not None and acc is not None and scorer.chance < 1.0:
+            acc_gain = (acc - scorer.chance) / (1.0 - scorer.chance)
+            out.metric("accuracy_gain", acc_gain)
+        base_gain = None
+        if baseline is not None and baseline[0] - floor > 0:
+            base_gain = (baseline[0] - best) / (baseline[0] - floor)
+            out.metric("constant_baseline_loss", baseline[0])
+            out.metric("baseline_gain", base_gain)
+        causes = ("Likely causes: a learning rate far too small or far too large for the optimizer (see "
+                  "lr-range), inputs not scaled (raw pixels 0-255), saturated sigmoid/tanh units or a "
+                  "sigmoid or softmax where the loss expects logits, dead ReLUs, a detached tensor or "
+                  "frozen layers cutting the loss off the parameters, or a loss that does not fit the task.")
+        lim = cfg.min_drop
+        if drop < lim:
             out.fail(f"The model does not learn one fixed batch of {n} samples: the loss went "
-                     f"{initial:.4g} -> best {best:.4g}, a fall of {drop:.1%} of the way to "
-                     f"{floor:.3g} (needed at least {cfg.min_drop:.0%}) in {budget}. {causes}",
-                     value=drop, limit=cfg.min_drop, metric="drop")
-        elif at_chance:
-            out.fail(f"The model does not learn one fixed batch of {n} samples: after {budget} its batch "
-                     f"accuracy is {acc:.0%}, no better than always predicting the most common class "
-                     f"({scorer.chance:.0%}), although the loss fell {initial:.3g} -> {best:.3g}. {causes}",
-                     value=acc, limit=scorer.chance, metric="accuracy")
+                     f"{initial:.4g} -> best {best:.4g}, {drop:.1%} of the way to {floor:.3g} (needed at "
+                     f"least {lim:.0%}) in {budget}. {causes}", value=drop, limit=lim, metric="drop")
+        elif acc_gain is not None and acc_gain < lim:
+            out.fail(f"The model does not learn one fixed batch of {n} samples: after {budget} its best "
+                     f"batch accuracy is {acc:.0%}, hardly better than always predicting the most common "
+                     f"class ({scorer.chance:.0%}; it closed {acc_gain:.1%} of the gap to 100%, needed "
+                     f"{lim:.0%}), although the loss fell {initial:.3g} -> {best:.3g}. {causes}",
+                     value=acc_gain, limit=lim, metric="accuracy_gain")
+        elif base_gain is not None and base_gain < lim:
+            out.fail(f"The model does not learn one fixed batch of {n} samples: its best loss {best:.4g} is "
+                     f"hardly below {baseline[0]:.4g}, the loss of {baseline[1]} (it closed "
+                     f"{base_gain:.1%} of that gap, needed {lim:.0%}), so it learned nothing about the "
+                     f"inputs in {budget}. A network that collapses to a constant output often has every "
+                     f"ReLU dead after a too-large update. {causes}",
+                     value=base_gain, limit=lim, metric="baseline_gain")
         else:
-            acc_note = f"; batch accuracy {acc:.0%}" if acc is not None else ""
-            out.warn(f"The model learns but did not fit one batch of {n} samples within the budget: "
-                     f"{what}{acc_note} after {budget}. Training may just be slow (a small learning rate, "
-                     "dropout or heavy regularisation, a hard batch); raise overfit.max_steps to see if "
-                     "it gets there. If the loss has a floor above zero (a KL term, label smoothing), "
-                     "set overfit.loss_floor or overfit.skip_reason.",
-                     value=best, limit=target, metric="best_loss")
+            acc_note = f"; best batch accuracy {acc:.0%}" if acc is not None else ""
+            ran_out = ("the time budget ran out" if steps < int(cfg.max_steps) else "the step budget ran out")
+            out.warn(f"The model learns but did not fit one batch of {n} samples within the budget "
+                     f"({ran_out}): {what}{acc_note} after {budget}. Training may just be slow (a small "
+                     "learning rate, dropout or heavy regularisation, a hard batch, a busy machine); raise "
+                     "overfit.max_steps or overfit.max_seconds to see if it gets there. If the loss has a "
+                     "floor above zero (a KL term, label smoothing), set overfit.loss_floor or "
+                     "overfit.skip_reason.", value=best, limit=target, metric="best_loss")
         out.summary = f"not fitted: {what}; {budget}"
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from nndiag.errors import SubjectError
+from nndiag.batches import batch_size
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.seeding import fork_seeded
@@ -316,8 +316,6 @@ class UpdatesProbe(Probe):
         s, bench = ctx.subject, ctx.bench
         if s.loss_fn is None and s.training_step is None:
             return set(names), 1
-        from nndiag.batches import batch_size
-
         first = bench.first_batch()
         want = self.config.zero_gradient_batches * max(batch_size(first), 1)
         batches = bench.probe_batches(want)[: self.config.zero_gradient_batches]

@@ -321,13 +321,16 @@ def _thresholds(probe_id: str) -> str:
 
 def _plots(result: "ProbeResult", si: int, pj: int) -> str:
     try:
-        from nndiag.writers.plots import plots_for
+        from nndiag.report import Status
+        from nndiag.writers.plots import PLOTTERS, plots_for
 
         _, fields = _registered().get(result.probe, ("", []))
         plots = plots_for(result, si, {f["name"]: f.get("default") for f in fields if "name" in f})
     except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
         return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
     out = []
+    if not plots and result.probe in PLOTTERS and result.status not in (Status.SKIP, Status.ERROR):
+        out.append('<p class="note">No plot: the probe recorded too few finite values to draw one.</p>')
     for k, p in enumerate(plots):
         out.append(f'<figure class="plot" id="s{si}-p{pj}-plot{k}">'
                    f"<figcaption><strong>{esc(p.title)}</strong></figcaption>{p.svg}"

@@ -155,6 +155,7 @@ def _rc(salt: str) -> dict[str, Any]:
         "legend.frameon": False,
         "legend.labelcolor": FG,
         "axes.grid": True,
+        "axes.axisbelow": True,
         "grid.color": GRID,
         "grid.linewidth": 0.5,
         "axes.spines.top": False,
@@ -376,7 +377,8 @@ def plot_overfit(result: Any, subject_index: int = 0, defaults: Mapping[str, Any
 
 def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str,
           limits: list[tuple[str, float, str, str]], salt: str, xlim: tuple[float, float] | None = None,
-          dots: list[float | None] | None = None, dots_label: str = "", missing: str = "no value") -> str:
+          dots: list[float | None] | None = None, dots_label: str = "", missing: str = "no value",
+          value_labels: Callable[[float], str] | None = None) -> str:
     """Horizontal bars, one per named row (top to bottom); ``limits`` = (label, x, linestyle, colour).
 
     On a log axis a zero or missing value is a red cross at the left edge, labelled ``missing``.
@@ -406,6 +408,11 @@ def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str,
             ax.barh(ys, [v if v is not None else 0 for v in vals], color=SERIES[0], height=0.65)
             if xlim:
                 ax.set_xlim(*xlim)
+            if value_labels:
+                span = (xlim[1] - xlim[0]) if xlim else max([abs(v) for v in vals if v is not None] + [1.0])
+                for y, v in zip(ys, vals):
+                    if v is not None:
+                        ax.text(v + span * 0.01, y, value_labels(v), va="center", fontsize=7.5)
         if dots and dots_label:
             pts = [(v, y) for y, v in zip(ys, dots) if v is not None and (v > 0 or not log)]
             if pts:
@@ -493,7 +500,7 @@ def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: 
         if 0 <= lim <= 1 and all(abs(lim - l) > 1e-12 for _, l, _, _ in limits):
             limits.append(("limit", lim, "-.", SERIES[4]))
     svg = _hbar(named, log=False, xlabel=f"{what} fraction of units", limits=limits,
-                salt=_salt(result, key, subject_index), xlim=(0, 1))
+                salt=_salt(result, key, subject_index), xlim=(0, 1), value_labels=lambda v: f"{v:.0%}")
     cap = f"{len(named)} layers" + (f", first {MAX_BARS} shown" if len(named) > MAX_BARS else "")
     return [Plot(title, svg, cap + ".")]
 

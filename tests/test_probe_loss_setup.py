@@ -1,0 +1,179 @@
+"""loss-setup: last op vs loss for module losses, loss functions and training_step; the initial
+loss against a naive re-computation of ln C; healthy models pass and broken ones fail on seeds 0-2;
+the user's model untouched."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import nndiag
+from nndiag.report import Status
+
+SEEDS = [0, 1, 2]
+BROKEN = Path(__file__).resolve().parents[1] / "reference_models" / "broken"
+REF = Path(__file__).resolve().parents[1] / "reference_models"
+
+
+def run(seed=0, **kw):
+    return nndiag.check(probes=["loss-setup"], seed=seed, **kw).subjects[0].result("loss-setup")
+
+
+def data(n=128, d=8, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+class Head(nn.Module):
+    """Linear classifier with an optional last op, as a function call or a module."""
+
+    def __init__(self, last=None, c=4, module=False):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, c)
+        self.last = last
+        self.act = {"softmax": nn.Softmax(dim=1), "sigmoid": nn.Sigmoid(),
+                    "log_softmax": nn.LogSoftmax(dim=1)}.get(last) if module else None
+
+    def forward(self, x):
+        x = self.fc2(torch.relu(self.fc1(x)))
+        if self.act is not None:
+            return self.act(x)
+        if self.last == "softmax":
+            return F.softmax(x, dim=1)
+        if self.last == "sigmoid":
+            return torch.sigmoid(x)
+        if self.last == "log_softmax":
+            return x.log_softmax(dim=1)
+        if self.last == "relu":
+            return torch.relu(x)
+        return x
+
+
+def test_initial_loss_matches_naive_and_ln_c():
+    x, y = data()
+    model = Head()
+    res = run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    model.eval()
+    with torch.no_grad():
+        naive = F.cross_entropy(model(x), y).item()
+    assert res.status == Status.PASS, res.findings
+    assert res.metrics["initial_loss"] == pytest.approx(naive, rel=1e-5)
+    assert res.metrics["expected_initial_loss"] == pytest.approx(math.log(4))
+    assert res.data["losses"][0]["input_op"] == "torch.linear"
+
+
+@pytest.mark.parametrize("module", [False, True])
+@pytest.mark.parametrize("loss", ["module", "function", "training_step"])
+def test_softmax_before_cross_entropy_fails_in_every_form(module, loss):
+    x, y = data()
+    kw = {"loss_fn": nn.CrossEntropyLoss()} if loss == "module" else (
+        {"loss_fn": lambda out, t: F.cross_entropy(out, t)} if loss == "function" else
+        {"training_step": lambda m, b: F.cross_entropy(m(b[0]), b[1])})
+    res = run(model=Head("softmax", module=module), batch=(x, y), **kw)
+    assert res.status == Status.FAIL
+    assert "expects raw logits" in res.findings[0].message
+
+
+def test_pairings():
+    x, y = data()
+    yb = (y % 2).float().unsqueeze(1)
+    ce = nn.CrossEntropyLoss()
+    cases = [
+        (Head("sigmoid", c=1), yb, nn.BCEWithLogitsLoss(), Status.FAIL),
+        (Head(c=1), yb, nn.BCEWithLogitsLoss(), Status.PASS),
+        (Head("sigmoid", c=1), yb, nn.BCELoss(), Status.PASS),
+        (Head(), y, nn.NLLLoss(), Status.FAIL),
+        (Head("softmax"), y, nn.NLLLoss(), Status.FAIL),
+        (Head("log_softmax", module=True), y, nn.NLLLoss(), Status.PASS),
+        (Head("relu"), y, ce, Status.FAIL),
+        (Head(c=1), y * 0, ce, Status.FAIL),  # cross-entropy over one class
+    ]
+    for model, targets, loss, want in cases:
+        res = run(model=model, batch=(x, targets), loss_fn=loss)
+        assert res.status == want, (type(loss).__name__, model.last, res.findings)
+
+
+def test_bounded_output_regression_targets():
+    x, _ = data()
+    g = torch.Generator().manual_seed(1)
+    inside = torch.rand(128, 1, generator=g)
+    res = run(model=Head("sigmoid", c=1), batch=(x, inside), loss_fn=nn.MSELoss())
+    assert res.status == Status.PASS and res.metrics["targets_out_of_range"] == 0
+    outside = inside * 4  # about 3/4 of them above 1
+    res = run(model=Head("sigmoid", c=1), batch=(x, outside), loss_fn=nn.MSELoss())
+    assert res.status == Status.FAIL
+    assert res.metrics["targets_out_of_range"] == pytest.approx(float((outside > 1).float().mean()))
+
+
+def test_multi_hot_targets_with_softmax():
+    x, _ = data()
+    g = torch.Generator().manual_seed(2)
+    multi = (torch.rand(128, 4, generator=g) < 0.5).float()
+    res = run(model=Head("softmax", module=True), batch=(x, multi), loss_fn=nn.MSELoss())
+    assert res.status == Status.FAIL and "multi-label" in res.findings[0].message
+    ok = run(model=Head(), batch=(x, multi), loss_fn=nn.BCEWithLogitsLoss())
+    assert ok.status == Status.PASS, ok.findings
+
+
+def test_initial_loss_far_above_ln_c_fails():
+    x, y = data()
+    model = Head()
+    with torch.no_grad():
+        model.fc2.weight.mul_(30.0)
+    res = run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.FAIL
+    assert res.metrics["initial_loss"] > 1.75 * math.log(4)
+
+
+def test_unknown_loss_skips():
+    x, y = data()
+    res = run(model=Head(), batch=(x, y.float()), loss_fn=lambda out, t: ((out.sum(1) - t) ** 4).mean())
+    assert res.status == Status.SKIP and "not recognised" in res.summary
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_models_pass(seed, mnist_available):
+    for name in ("mlp", "xor", "lstm"):
+        res = nndiag.check(REF / f"{name}.py", probes=["loss-setup"], seed=seed).subjects[0].result("loss-setup")
+        assert res.status == Status.PASS, (name, res.findings)
+
+
+BROKEN_NAMES = ["softmax_before_cross_entropy", "sigmoid_before_bce_with_logits", "softmax_single_unit",
+                "sigmoid_output_regression", "softmax_multilabel", "nll_without_log_softmax",
+                "relu_output_layer", "tanh_unscaled_inputs", "sigmoid_unscaled_pixels"]
+
+
+@pytest.mark.parametrize("name", BROKEN_NAMES)
+def test_broken_models_fail(name):
+    for seed in SEEDS:
+        # the bugs are structural: 64 samples show them (default 256) and keep the test fast
+        res = nndiag.check(BROKEN / f"{name}.py", probes=["loss-setup"], seed=seed,
+                           loss_setup={"samples": 64}).subjects[0].result("loss-setup")
+        assert res.status == Status.FAIL, (seed, res.summary)
+
+
+def test_user_model_unchanged():
+    x, y = data()
+    model = Head("softmax")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(m.training for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_log_softmax_over_the_batch_dimension_fails():
+    class Wrong(Head):
+        def forward(self, x):
+            return F.log_softmax(self.fc2(torch.relu(self.fc1(x))), dim=0)
+
+    x, y = data()
+    res = run(model=Wrong(), batch=(x, y), loss_fn=nn.NLLLoss())
+    assert res.status == Status.FAIL and res.findings[0].metric == "softmax_dim"
+    assert len(res.findings) == 1  # the initial-loss finding is not repeated on top
