@@ -88,7 +88,10 @@ def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optim
     if loss_fn is None and training_step is None and train_step is None:
         raise UsageError("check() needs loss_fn=, training_step= or train_step=.",
                          hint="e.g. loss_fn=torch.nn.CrossEntropyLoss().")
-    return Subject(name=name or type(user_model or model).__name__, model_factory=factory,
+    if name is None:  # the instance's class, or the factory's own name (a lambda has none)
+        name = type(user_model).__name__ if user_model is not None else getattr(model, "__name__", "model")
+        name = "model" if name == "<lambda>" else name
+    return Subject(name=name, model_factory=factory,
                    batches=source_fn, loss_fn=loss_fn, optimizer_factory=optimizer,
                    training_step=training_step, train_step=train_step, model_source=source,
                    data_source=data_source, user_model=user_model)

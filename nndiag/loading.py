@@ -8,7 +8,6 @@ problem and the fix.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import sys
 from pathlib import Path

@@ -56,6 +56,13 @@ def _clean_number(value: Any) -> Any:
     return value
 
 
+def _from_json_number(value: Any) -> Any:
+    """Undo :func:`_clean_number`: "nan"/"inf"/"-inf" strings back to floats."""
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     """Convert nested metrics/data (floats, lists, dicts, numpy scalars) to plain JSON values."""
     if isinstance(value, Mapping):
@@ -122,7 +129,20 @@ class ProbeResult:
             "metrics": _jsonable(dict(self.metrics)),
             "data": _jsonable(dict(self.data)),
             "seconds": round(self.seconds, 4),
+            **({"details": self.details} if self.details else {}),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProbeResult":
+        """The inverse of :meth:`to_dict` ("nan"/"inf" strings become floats again)."""
+        findings = tuple(
+            Finding(Status(f["severity"]), f.get("message", ""), f.get("where", "") or "",
+                    _from_json_number(f.get("value")), _from_json_number(f.get("limit")),
+                    f.get("metric", "") or "")
+            for f in d.get("findings", ()))
+        return cls(d["probe"], Status(d["status"]), d.get("summary", ""), findings,
+                   dict(d.get("metrics", {})), dict(d.get("data", {})),
+                   float(d.get("seconds", 0.0)), d.get("details", "") or "")
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,12 @@ class SubjectReport:
                 return r
         ran = ", ".join(r.probe for r in self.results) or "none"
         raise KeyError(f"probe {probe!r} did not run on {self.subject!r} (ran: {ran})")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SubjectReport":
+        """The inverse of :meth:`to_dict`."""
+        return cls(d["subject"], tuple(ProbeResult.from_dict(r) for r in d.get("results", ())),
+                   load_error=d.get("error", "") or "")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of one subject (contract §3)."""
@@ -242,6 +268,15 @@ class Report:
         import pandas as pd
 
         return pd.DataFrame(report_rows(self))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+        """The inverse of :meth:`to_dict` (one subject's object, or several under ``subjects``)."""
+        if "subjects" in d:
+            return cls(tuple(SubjectReport.from_dict(s) for s in d["subjects"]))
+        if isinstance(d.get("subject"), list):
+            return cls(())
+        return cls((SubjectReport.from_dict(d),))
 
     def merged(self, other: "Report") -> "Report":
         """A report holding this report's subjects followed by ``other``'s."""

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
+from nndiag.report import ProbeResult, Report, Status, SubjectReport
 
 __all__ = [
     "NndiagAssertionError", "assert_report_ok", "assert_overfits", "assert_finite",
@@ -138,39 +138,9 @@ def run_check(path: Any = None, /, **kwargs: Any) -> Report:
     return report
 
 
-# --------------------------------------------------------------------------------------------
-# Rebuilding reports from their JSON form (pytest-xdist workers send reports as JSON).
-
-
-def _num(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value)  # "nan", "inf", "-inf" written by Report.to_dict
-        except ValueError:
-            return value
-    return value
-
-
-def _subject_from_dict(d: Mapping[str, Any]) -> SubjectReport:
-    results = []
-    for r in d.get("results", ()):
-        findings = tuple(
-            Finding(Status(f["severity"]), f.get("message", ""), f.get("where", "") or "",
-                    _num(f.get("value")), _num(f.get("limit")), f.get("metric", "") or "")
-            for f in r.get("findings", ()))
-        results.append(ProbeResult(r["probe"], Status(r["status"]), r.get("summary", ""), findings,
-                                   dict(r.get("metrics", {})), dict(r.get("data", {})),
-                                   float(r.get("seconds", 0.0))))
-    return SubjectReport(d["subject"], tuple(results), load_error=d.get("error", "") or "")
-
-
 def report_from_dict(d: Mapping[str, Any]) -> Report:
-    """The inverse of :meth:`Report.to_dict` (error tracebacks, not in the JSON, are lost)."""
-    if "subjects" in d:
-        return Report(tuple(_subject_from_dict(s) for s in d["subjects"]))
-    if isinstance(d.get("subject"), list):  # a multi-subject dict without "subjects": none at all
-        return Report(())
-    return Report((_subject_from_dict(d),))
+    """The inverse of :meth:`Report.to_dict` (pytest-xdist workers send reports as JSON)."""
+    return Report.from_dict(d)
 
 
 # --------------------------------------------------------------------------------------------

@@ -286,18 +286,28 @@ class OverfitProbe(Probe):
             out.summary = f"fitted one batch: {what}{right}; {budget}"
             return
 
-        drop = (initial - best) / (initial - floor) if initial - floor > 0 else 0.0
+        # Where training ended up (median of the last 10 steps), not its best moment: a model that
+        # blows up and collapses to a constant output may pass through a low loss on the way.
+        tail = sorted(finite[-10:])
+        end = tail[len(tail) // 2]
+        drop = (initial - end) / (initial - floor) if initial - floor > 0 else 0.0
+        out.metric("end_loss", end)
         out.metric("drop", drop)
-        acc = max(accs) if accs else None
+        acc = sum(accs[-10:]) / len(accs[-10:]) if accs else None
         acc_gain = None
         if scorer is not None and acc is not None and scorer.chance < 1.0:
             acc_gain = (acc - scorer.chance) / (1.0 - scorer.chance)
             out.metric("accuracy_gain", acc_gain)
         base_gain = None
         if baseline is not None and baseline[0] - floor > 0:
-            base_gain = (baseline[0] - best) / (baseline[0] - floor)
+            base_gain = (baseline[0] - end) / (baseline[0] - floor)
             out.metric("constant_baseline_loss", baseline[0])
             out.metric("baseline_gain", base_gain)
+        peak = max(finite)
+        spike = ""
+        if peak > 10 * abs(initial) and peak > 0:
+            spike = (f"The loss spiked to {peak:.3g} at step {curve.index(peak) + 1} on the way: the learning "
+                     "rate is likely too high for this model (see lr-range). ")
         causes = ("Likely causes: a learning rate far too small or far too large for the optimizer (see "
                   "lr-range), inputs not scaled (raw pixels 0-255), saturated sigmoid/tanh units or a "
                   "sigmoid or softmax where the loss expects logits, dead ReLUs, a detached tensor or "
@@ -305,23 +315,23 @@ class OverfitProbe(Probe):
         lim = cfg.min_drop
         if drop < lim:
             out.fail(f"The model does not learn one fixed batch of {n} samples: the loss went "
-                     f"{initial:.4g} -> best {best:.4g}, {drop:.1%} of the way to {floor:.3g} (needed at "
-                     f"least {lim:.0%}) in {budget}. {causes}", value=drop, limit=lim, metric="drop")
+                     f"{initial:.4g} -> {end:.4g} (median of the last steps), {drop:.1%} of the way to "
+                     f"{floor:.3g} (needed at least {lim:.0%}) in {budget}. {spike}{causes}", value=drop, limit=lim, metric="drop")
         elif acc_gain is not None and acc_gain < lim:
-            out.fail(f"The model does not learn one fixed batch of {n} samples: after {budget} its best "
-                     f"batch accuracy is {acc:.0%}, hardly better than always predicting the most common "
+            out.fail(f"The model does not learn one fixed batch of {n} samples: after {budget} its "
+                     f"batch accuracy is {acc:.0%}, {'no' if acc <= scorer.chance else 'hardly'} better than always predicting the most common "
                      f"class ({scorer.chance:.0%}; it closed {acc_gain:.1%} of the gap to 100%, needed "
-                     f"{lim:.0%}), although the loss fell {initial:.3g} -> {best:.3g}. {causes}",
+                     f"{lim:.0%}), while the loss went {initial:.3g} -> {end:.3g}. {spike}{causes}",
                      value=acc_gain, limit=lim, metric="accuracy_gain")
         elif base_gain is not None and base_gain < lim:
-            out.fail(f"The model does not learn one fixed batch of {n} samples: its best loss {best:.4g} is "
+            out.fail(f"The model does not learn one fixed batch of {n} samples: its loss ended at {end:.4g}, "
                      f"hardly below {baseline[0]:.4g}, the loss of {baseline[1]} (it closed "
                      f"{base_gain:.1%} of that gap, needed {lim:.0%}), so it learned nothing about the "
                      f"inputs in {budget}. A network that collapses to a constant output often has every "
-                     f"ReLU dead after a too-large update. {causes}",
+                     f"ReLU dead after a too-large update. {spike}{causes}",
                      value=base_gain, limit=lim, metric="baseline_gain")
         else:
-            acc_note = f"; best batch accuracy {acc:.0%}" if acc is not None else ""
+            acc_note = f"; batch accuracy {acc:.0%}" if acc is not None else ""
             ran_out = ("the time budget ran out" if steps < int(cfg.max_steps) else "the step budget ran out")
             out.warn(f"The model learns but did not fit one batch of {n} samples within the budget "
                      f"({ran_out}): {what}{acc_note} after {budget}. Training may just be slow (a small "

@@ -117,7 +117,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);padding:
 .strip{display:flex;flex-wrap:wrap;gap:3px}
 .strip a{display:block;width:1.05rem;height:1.05rem;border-radius:3px;background:currentColor;text-decoration:none}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.88rem;width:auto;max-width:100%}
-th,td{border-bottom:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border-bottom:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{font-weight:600;color:var(--muted);white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .tablewrap{overflow-x:auto;max-width:100%}
