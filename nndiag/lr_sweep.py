@@ -121,13 +121,15 @@ class SweepCurve:
     lrs: list[float] = field(default_factory=list)  # LR of the reference group at each step
     losses: list[float] = field(default_factory=list)  # raw loss of each step (before its update)
     smoothed: list[float] = field(default_factory=list)
-    stop: str = "end"  # "end" (every LR tried), "diverged" (smoothed > factor x best), "nonfinite"
+    # "end" (every LR tried), "diverged" (smoothed > factor x best), "nonfinite" (NaN/Inf loss),
+    # "blowup" (after a clear descent the median raw loss is back above its untrained level)
+    stop: str = "end"
     num_it: int = 0  # the planned number of steps
 
     @property
     def diverged_at(self) -> float | None:
         """The LR at which the sweep stopped because the loss diverged (None when it did not)."""
-        return self.lrs[-1] if self.stop in ("diverged", "nonfinite") and self.lrs else None
+        return self.lrs[-1] if self.stop != "end" and self.lrs else None
 
 
 def record_step(curve: SweepCurve, smoother: EmaSmoother, best: list[float], lr: float, loss: float,
@@ -158,6 +160,35 @@ def running_median(values: Sequence[float], window: int = 5) -> list[float]:
     x = np.asarray(values, dtype=float)
     h = window // 2
     return [float(np.median(x[max(0, i - h): i + h + 1])) for i in range(len(x))]
+
+
+class BlowupWatch:
+    """Stops a sweep once the loss has clearly blown up, without waiting for the lagging EMA.
+
+    The untrained level is the median raw loss of the first ``start_k`` steps; the sweep has
+    descended once the trailing median of ``window`` raw losses fell ``min_descent`` (relative)
+    below it, and has blown up once that trailing median is back above the untrained level. On the
+    reference CNN and MLP this ends the sweep 1-2 decades of LR before the 4 x best rule, or where
+    that rule never fires (a cross-entropy that plateaus at a few units after the blow-up).
+    """
+
+    def __init__(self, start_k: int, min_descent: float, window: int = 5) -> None:
+        self.start_k, self.min_descent, self.window = max(1, start_k), min_descent, window
+        self.raw: list[float] = []
+        self.start: float | None = None
+        self.descended = False
+
+    def update(self, loss: float) -> bool:
+        """Add a raw loss; True when the sweep should stop."""
+        self.raw.append(loss)
+        if len(self.raw) == self.start_k:
+            self.start = float(np.median(self.raw))
+        if self.start is None or len(self.raw) < self.window:
+            return False
+        trailing = float(np.median(self.raw[-self.window:]))
+        if trailing <= self.start - self.min_descent * abs(self.start):
+            self.descended = True
+        return self.descended and trailing > self.start
 
 
 @dataclass(frozen=True)

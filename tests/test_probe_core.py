@@ -349,3 +349,25 @@ def test_gradients_all_zero_fails():
     r = run("gradients", model=ZeroPath, batch=classification_batch(16, 8, 3), loss_fn=nn.CrossEntropyLoss())
     assert r.status is Status.FAIL
     assert {f.where for f in r.findings if f.value == 0.0} >= {"fc1.weight", "fc1.bias", "fc2.weight"}
+
+
+class ConvBatchNorm(nn.Module):
+    """Healthy: Conv2d with its default bias=True feeding BatchNorm2d (the bias gets a zero gradient)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.head = nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_bias_before_batchnorm_is_not_a_false_alarm(seed):
+    g = torch.Generator().manual_seed(seed)
+    batch = (torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
+    r = run("gradients", seed=seed, model=ConvBatchNorm, batch=batch, loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS, [f.message for f in r.findings]
+    (note,) = r.findings
+    assert note.where == "conv.bias" and "redundant" in note.message
+    assert "6/6 parameters" in r.summary  # the exempted bias still counts as connected

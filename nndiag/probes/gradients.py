@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.report import Status
 from nndiag.probes.nan import NanConfig
 from nndiag.training_trace import ParamStats, shared_training_trace
 
@@ -109,12 +110,22 @@ class GradientsProbe(Probe):
         out.metric("total_grad_norm", total)
         if connected:
             out.metric("max_abs_grad", max(p.max_abs_grad for p in connected))
+        n_connected = len(connected)
         lead = self._disconnected(out, params, trace.own_step)
+        redundant = _biases_before_normalisation(ctx)
+        for p in connected:
+            if p.name in redundant and p.max_abs_grad < self.config.vanishing_max_abs:
+                out.finding("pass", f"{p.name} feeds a normalisation layer, which subtracts its "
+                            "mean: its gradient is zero by construction, so the bias is redundant "
+                            "(bias=False saves the parameters).", where=p.name,
+                            value=p.max_abs_grad, metric="max_abs_grad")
+        connected = [p for p in connected if p.name not in redundant
+                     or p.max_abs_grad >= self.config.vanishing_max_abs]
         self._zero_and_vanishing(out, connected)
         self._exploding(out, connected)
         self._ratio(out, connected)
-        n_bad = len(out.findings)
-        out.summary = lead or (f"{len(connected)}/{len(params)} parameters get gradients over "
+        n_bad = sum(f.severity.rank >= Status.WARN.rank for f in out.findings)
+        out.summary = lead or (f"{n_connected}/{len(params)} parameters get gradients over "
                                f"{len(usable)} steps; total norm {total:.3g}"
                                + (f"; {n_bad} finding(s)" if n_bad else ""))
 
@@ -177,6 +188,33 @@ class GradientsProbe(Probe):
                      "stacks do this; ReLU, normalisation or residual connections help.",
                      where=first.name, value=ratio, limit=self.config.vanishing_ratio,
                      metric="first_last_grad_ratio")
+
+
+_NORMALISATIONS = {"batch_norm", "layer_norm", "group_norm", "instance_norm"}
+
+
+def _biases_before_normalisation(ctx: ProbeContext) -> set[str]:
+    """Names of biases of modules whose output goes straight into a normalisation op.
+
+    ``Conv2d(bias=True)`` followed by ``BatchNorm2d`` is common in healthy nets: the normalisation
+    subtracts the per-channel mean, so the bias gets an exactly-zero gradient (up to rounding).
+    That is redundancy, not a vanishing gradient. Found by one traced forward on the first batch.
+    """
+    def compute() -> set[str]:
+        import torch
+
+        from nndiag.torchhooks import CallTracer
+
+        model = ctx.bench.fresh_model()
+        producers: set[str] = set()
+        tracer = CallTracer(model, ops=_NORMALISATIONS,
+                            on_call=lambda info: info.producer is not None and producers.add(info.producer))
+        with tracer.active(), torch.no_grad():
+            ctx.bench.forward(model, ctx.bench.first_batch())
+        names = dict(model.named_parameters())
+        return {f"{p}.bias" if p else "bias" for p in producers} & set(names)
+
+    return ctx.shared("biases_before_normalisation", compute)
 
 
 @hookimpl

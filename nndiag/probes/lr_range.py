@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from nndiag.hookspecs import hookimpl
-from nndiag.lr_sweep import EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
+from nndiag.lr_sweep import BlowupWatch, EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 
 _LR_TABLE = "prior-art.md, 'LR range test defaults'"
@@ -101,11 +101,15 @@ class LrRangeProbe(Probe):
 
         curve = SweepCurve(num_it=cfg.num_it)
         smoother, best = EmaSmoother(cfg.beta), [math.inf]
+        watch = BlowupWatch(cfg.num_it // 10, cfg.min_descent)
         start = time.perf_counter()
         for i, lr in enumerate(exp_lrs(cfg.start_lr, cfg.end_lr, cfg.num_it)):
             _set_group_lrs(opt, [lr * r for r in ratios])
             loss = bench.train_one_step(model, opt, batches[i % len(batches)])
             if record_step(curve, smoother, best, lr, loss, cfg.diverge_factor):
+                break
+            if watch.update(loss):
+                curve.stop = "blowup"
                 break
         seconds = time.perf_counter() - start
 
@@ -140,7 +144,9 @@ class LrRangeProbe(Probe):
         stop = {"end": f"reached {cfg.end_lr:g}",
                 "diverged": f"stopped at {_fmt(curve.diverged_at)} (smoothed loss > "
                             f"{cfg.diverge_factor:g} x best)",
-                "nonfinite": f"loss became {curve.losses[-1]} at {_fmt(curve.diverged_at)}"}[curve.stop]
+                "nonfinite": f"loss became {curve.losses[-1]} at {_fmt(curve.diverged_at)}",
+                "blowup": f"stopped at {_fmt(curve.diverged_at)} (loss back above its untrained level)",
+                }[curve.stop]
         sweep = (f"swept {cfg.start_lr:g} to {curve.lrs[-1]:.3g} in {len(curve.lrs)} steps over "
                  f"{n_batches} batch(es), {stop}")
         lo_sug = min((x for x in (sug.steepest, sug.valley, sug.minimum_div10) if x is not None), default=None)

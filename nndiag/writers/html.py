@@ -322,10 +322,10 @@ def _thresholds(probe_id: str) -> str:
 def _plots(result: "ProbeResult", si: int, pj: int) -> str:
     try:
         from nndiag.report import Status
-        from nndiag.writers.plots import PLOTTERS, plots_for
+        from nndiag.writers.plots import PLOTTERS, plots_for, prefix_ids
 
         _, fields = _registered().get(result.probe, ("", []))
-        plots = plots_for(result, si, {f["name"]: f.get("default") for f in fields if "name" in f})
+        plots = plots_for(result, f"{si}.{pj}", {f["name"]: f.get("default") for f in fields if "name" in f})
     except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
         return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
     out = []
@@ -333,7 +333,7 @@ def _plots(result: "ProbeResult", si: int, pj: int) -> str:
         out.append('<p class="note">No plot: the probe recorded too few finite values to draw one.</p>')
     for k, p in enumerate(plots):
         out.append(f'<figure class="plot" id="s{si}-p{pj}-plot{k}">'
-                   f"<figcaption><strong>{esc(p.title)}</strong></figcaption>{p.svg}"
+                   f"<figcaption><strong>{esc(p.title)}</strong></figcaption>{prefix_ids(p.svg, f's{si}p{pj}f{k}-')}"
                    f"<figcaption>{esc(p.caption)}</figcaption></figure>")
     return "".join(out)
 

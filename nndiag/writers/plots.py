@@ -190,6 +190,13 @@ def clean_svg(svg: str) -> str:
     return svg.strip()
 
 
+def prefix_ids(svg: str, prefix: str) -> str:
+    """Every ``id`` of ``svg`` and each reference to it (``href="#..."``, ``url(#...)``) prefixed,
+    so several inline SVGs of one page can never share an id."""
+    svg = re.sub(r'(\sid=")([^"]+")', lambda m: m.group(1) + prefix + m.group(2), svg)
+    return re.sub(r'(href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
+
+
 def figure_svg(draw: Callable[[Any], None], *, height_in: float, salt: str, width_in: float = WIDTH_IN,
                left_in: float = 0.75, bottom_in: float = 0.5, top_in: float = 0.12, right_in: float = 0.2) -> str:
     """Make a figure with one axes, let ``draw(ax)`` fill it, and return the cleaned SVG text.
@@ -227,8 +234,9 @@ def figure_svg(draw: Callable[[Any], None], *, height_in: float, salt: str, widt
     return clean_svg(buf.getvalue())
 
 
-def _salt(result: Any, name: str, subject_index: int) -> str:
-    return f"nndiag-{subject_index}-{getattr(result, 'probe', '')}-{name}"
+def _salt(result: Any, name: str, key: Any) -> str:
+    """The SVG id salt: distinct per figure of a page (``key`` says where the result sits)."""
+    return f"nndiag-{key}-{getattr(result, 'probe', '')}-{name}"
 
 
 # ----------------------------------------------------------------------------- the plots
@@ -282,7 +290,7 @@ def _suggestions(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
     return out
 
 
-def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+def plot_lr_range(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """Loss against learning rate (log x): raw and smoothed, the suggested LRs, the good range and
     the configured LR marked."""
     data, metrics = result.data or {}, result.metrics or {}
@@ -330,7 +338,7 @@ def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, An
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
 
-    svg = figure_svg(draw, height_in=3.3, salt=_salt(result, "lr", subject_index))
+    svg = figure_svg(draw, height_in=3.3, salt=_salt(result, "lr", key))
     bits = [f"{n} learning rates"]
     if suggestions:
         bits.append("suggested " + ", ".join(f"{label(k, 24)} {v:.2g}" for k, v in suggestions))
@@ -340,7 +348,7 @@ def plot_lr_range(result: Any, subject_index: int = 0, defaults: Mapping[str, An
                  "the y axis leaves out the diverging tail of the sweep.")]
 
 
-def plot_overfit(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+def plot_overfit(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """Loss per step on the one fixed batch, with the target (and a loss floor) drawn."""
     data, metrics = result.data or {}, result.metrics or {}
     curve = series(data.get("loss_curve") or data.get("losses"))
@@ -366,7 +374,7 @@ def plot_overfit(result: Any, subject_index: int = 0, defaults: Mapping[str, Any
         ax.set_xlabel("step")
         ax.set_ylabel("loss" + (" (log scale)" if use_log else ""))
 
-    svg = figure_svg(draw, height_in=2.8, salt=_salt(result, "overfit", subject_index))
+    svg = figure_svg(draw, height_in=2.8, salt=_salt(result, "overfit", key))
     cap = f"{len(curve)} steps, loss {pts[0][1]:.3g} \u2192 {pts[-1][1]:.3g}"
     if len(pts) < len(curve):
         cap += f" ({len(curve) - len(pts)} non-finite values left out)"
@@ -432,7 +440,7 @@ def _hbar(rows: list[tuple[str, float | None]], *, log: bool, xlabel: str,
     return figure_svg(draw, height_in=height, salt=salt, left_in=left)
 
 
-def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+def plot_gradients(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """Per parameter, max |gradient| (the number the probe judges) as bars on a log axis and the
     gradient norm as dots, with the vanishing and exploding limits drawn."""
     data, metrics = result.data or {}, result.metrics or {}
@@ -443,17 +451,17 @@ def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, A
     lim_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
     measure = lim_src.get("measure") if isinstance(lim_src.get("measure"), str) else None
     keys = ([measure] if measure else []) + ["max_abs_grad", "grad_norm", "norm"]
-    key = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
-    if key is None:
+    field = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
+    if field is None:
         return []
     named = []
     for i, r in enumerate(rows):
-        v = finite(r.get(key))
+        v = finite(r.get(field))
         if r.get("connected") is False:
             v = None
         named.append((str(r.get("param") or r.get("layer") or r.get("name") or f"#{i}"), v))
     dots = [finite(r.get("grad_norm")) if r.get("connected") is not False else None for r in rows] \
-        if key != "grad_norm" else None
+        if field != "grad_norm" else None
     limits = []
     v = first_number(lim_src, metrics, defaults, keys=("vanishing_limit", "vanishing_max_abs"))
     if v is not None and v > 0:
@@ -464,9 +472,9 @@ def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, A
     ef = first_number(lim_src, metrics, defaults, keys=("exploding_fail_limit", "exploding_fail_max_abs"))
     if ef is not None and ef > 0:
         limits.append(("exploding above", ef, "--", SERIES[1]))
-    pretty = {"max_abs_grad": "max |gradient|", "grad_norm": "gradient norm"}.get(key, key.replace("_", " "))
+    pretty = {"max_abs_grad": "max |gradient|", "grad_norm": "gradient norm"}.get(field, field.replace("_", " "))
     svg = _hbar(named, log=True, xlabel=f"{pretty} (log scale)", limits=limits,
-                salt=_salt(result, "grad", subject_index), dots=dots, dots_label="gradient norm",
+                salt=_salt(result, "grad", key), dots=dots, dots_label="gradient norm",
                 missing="no gradient / zero")
     cap = f"{len(named)} parameters" + (f", first {MAX_BARS} shown" if len(named) > MAX_BARS else "")
     cap += f"; bars: {pretty}" + ("; dots: gradient norm" if dots else "")
@@ -474,12 +482,12 @@ def plot_gradients(result: Any, subject_index: int = 0, defaults: Mapping[str, A
     return [Plot("Gradients per parameter", svg, cap)]
 
 
-def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: str, what: str,
+def _fraction_plot(result: Any, key: Any, keys: Sequence[str], title: str, what: str,
                    defaults: Mapping[str, Any]) -> list[Plot]:
-    data, metrics = result.data or {}, result.metrics or {}
+    data = result.data or {}
     rows = layer_rows(data)
-    key = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
-    if not rows or key is None:
+    field = next((k for k in keys if any(finite(r.get(k)) is not None for r in rows)), None)
+    if not rows or field is None:
         return []
     named = []
     for i, r in enumerate(rows):
@@ -487,7 +495,7 @@ def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: 
         kind = r.get("op") or r.get("activation") or r.get("kind")
         if isinstance(kind, str) and kind and kind not in name:
             name = f"{name} ({kind})"
-        named.append((name, finite(r.get(key))))
+        named.append((name, finite(r.get(field))))
     lim_src = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
     warn = first_number(lim_src, defaults, keys=("warn_fraction",))
     fail = first_number(lim_src, defaults, keys=("fail_fraction",))
@@ -496,24 +504,24 @@ def _fraction_plot(result: Any, subject_index: int, keys: Sequence[str], title: 
         limits.append(("warn above", warn, ":", SERIES[1]))
     if fail is not None and 0 <= fail <= 1:
         limits.append(("fail above", fail, "--", SERIES[3]))
-    for lim in finding_limits(result, key):  # what the probe actually compared with
+    for lim in finding_limits(result, field):  # what the probe actually compared with
         if 0 <= lim <= 1 and all(abs(lim - l) > 1e-12 for _, l, _, _ in limits):
             limits.append(("limit", lim, "-.", SERIES[4]))
     svg = _hbar(named, log=False, xlabel=f"{what} fraction of units", limits=limits,
-                salt=_salt(result, key, subject_index), xlim=(0, 1), value_labels=lambda v: f"{v:.0%}")
+                salt=_salt(result, field, key), xlim=(0, 1), value_labels=lambda v: f"{v:.0%}")
     cap = f"{len(named)} layers" + (f", first {MAX_BARS} shown" if len(named) > MAX_BARS else "")
     return [Plot(title, svg, cap + ".")]
 
 
-def plot_dead(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+def plot_dead(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """Dead-unit fraction per ReLU-family activation (0..1) with the warn and fail limits drawn."""
-    return _fraction_plot(result, subject_index, ("dead_fraction", "fraction"), "Dead units per layer",
+    return _fraction_plot(result, key, ("dead_fraction", "fraction"), "Dead units per layer",
                           "dead", defaults or {})
 
 
-def plot_saturation(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+def plot_saturation(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """Saturated-unit fraction per sigmoid/tanh/softmax activation (0..1) with the limits drawn."""
-    return _fraction_plot(result, subject_index, ("saturated_fraction", "fraction"),
+    return _fraction_plot(result, key, ("saturated_fraction", "fraction"),
                           "Saturated units per layer", "saturated", defaults or {})
 
 
@@ -526,8 +534,9 @@ PLOTTERS: dict[str, Callable[..., list[Plot]]] = {
 }
 
 
-def plots_for(result: Any, subject_index: int = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
-    """The plots for one probe result; ``defaults`` are the probe's default settings (limits to
-    draw when the result does not carry them). May raise: the caller turns that into a note."""
+def plots_for(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """The plots for one probe result. ``key`` must differ between the results of one page (it
+    keeps the SVG ids apart); ``defaults`` are the probe's default settings (limits to draw when
+    the result does not carry them). May raise: the caller turns that into a note."""
     fn = PLOTTERS.get(getattr(result, "probe", ""))
-    return fn(result, subject_index, defaults or {}) if fn else []
+    return fn(result, key, defaults or {}) if fn else []

@@ -1,0 +1,242 @@
+"""The lr-range probe (nndiag/probes/lr_range.py) and its arithmetic (nndiag/lr_sweep.py)."""
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import nndiag
+from nndiag import lr_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+BROKEN = REPO / "reference_models" / "broken"
+SHARED_DATA = REPO.parent / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
+                                 reason="offline MNIST not found")
+
+
+def run(path_or_none=None, seed=0, **kw):
+    report = nndiag.check(path_or_none, probes=["lr-range"], seed=seed, **kw)
+    (result,) = report.subjects[0].results
+    return result
+
+
+# ---- the arithmetic against naive re-computations --------------------------------------------
+
+def test_exp_lrs_is_geometric_from_start_to_end():
+    lrs = lr_sweep.exp_lrs(1e-7, 10.0, 100)
+    assert len(lrs) == 100
+    assert lrs[0] == pytest.approx(1e-7) and lrs[-1] == pytest.approx(10.0)
+    ratios = np.array(lrs[1:]) / np.array(lrs[:-1])
+    assert np.allclose(ratios, (10.0 / 1e-7) ** (1 / 99))
+
+
+def test_ema_matches_the_bias_corrected_formula():
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0]
+    beta = 0.9
+    got = lr_sweep.ema_smooth(values, beta)
+    for i in range(len(values)):
+        # closed form: sum_j (1-beta) beta^(i-j) v_j / (1 - beta^(i+1))
+        num = sum((1 - beta) * beta ** (i - j) * values[j] for j in range(i + 1))
+        assert got[i] == pytest.approx(num / (1 - beta ** (i + 1)))
+    assert got[0] == values[0]  # bias correction: the first smoothed value is the first value
+
+
+def test_steepest_is_measured_against_log_lr():
+    lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 2.0]
+    losses = [2.0, 1.9, 1.7, 0.5, 0.45, 0.4]
+    # against log lr the fall around 1e-2 is steepest; against linear lr the tiny spacing at the
+    # low end makes an earlier, smaller fall look steeper (Lightning #14248)
+    assert lr_sweep.steepest_index(lrs, losses) == 2
+    naive = np.gradient(np.array(losses), np.log(np.array(lrs)))
+    assert lr_sweep.steepest_index(lrs, losses) == int(np.argmin(naive))
+    assert int(np.argmin(np.gradient(np.array(losses), np.array(lrs)))) != 2
+
+
+def test_valley_follows_fastai():
+    losses = [5, 5, 4, 3, 2.5, 2, 1.5, 1, 3, 0.5, 6]
+    # longest decreasing run: 5,4,3,2.5,2,1.5,1,0.5 ends at index 9, length 8 -> start 1;
+    # sections = 8/3 -> idx = 1 + 2 + 1 = 4
+    assert lr_sweep.valley_index(losses) == 4
+
+
+def test_divergence_rule():
+    assert lr_sweep.has_diverged(4.1, 1.0, 4.0)
+    assert not lr_sweep.has_diverged(3.9, 1.0, 4.0)
+    assert lr_sweep.has_diverged(float("nan"), 1.0, 4.0)
+    # negative best losses: the same rise, measured as a difference
+    assert lr_sweep.has_diverged(4.1, -1.0, 4.0) and not lr_sweep.has_diverged(1.9, -1.0, 4.0)
+
+
+def test_suggest_on_a_synthetic_curve():
+    lrs = lr_sweep.exp_lrs(1e-7, 10, 100)
+    x = np.log10(lrs)
+    raw = list(2.0 - 1.5 / (1 + np.exp(-(x + 3) * 2)) + np.where(x > -1, (x + 1) * 3, 0))
+    curve = lr_sweep.SweepCurve(num_it=100)
+    sm_, best = lr_sweep.EmaSmoother(0.98), [math.inf]
+    for lr, loss in zip(lrs, raw):
+        if lr_sweep.record_step(curve, sm_, best, lr, loss, 4.0):
+            break
+    sug = lr_sweep.suggest(curve)
+    assert sug.descent == pytest.approx((np.median(raw[:10]) - min(lr_sweep.running_median(raw))) / np.median(raw[:10]))
+    assert 1e-5 < sug.steepest < 1e-1
+    assert sug.lr_blowup is not None and sug.lr_blowup > 1e-1
+    assert sug.minimum_div10 == pytest.approx(curve.lrs[int(np.argmin(curve.smoothed[10:-5])) + 10] / 10)
+
+
+# ---- the probe's numbers against a hand-run sweep ----------------------------------------------
+
+def _tiny_regression():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1
+    return x, y
+
+
+def test_probe_curve_equals_a_naive_sweep():
+    x, y = _tiny_regression()
+    torch.manual_seed(123)
+    model = nn.Linear(3, 1)
+    opt_factory = lambda p: torch.optim.SGD(p, lr=0.01)  # noqa: E731
+    res = run(model=model, batch=(x, y), loss_fn=nn.MSELoss(), optimizer=opt_factory,
+              lr_range={"num_it": 40, "start_lr": 1e-4, "end_lr": 1.0})
+    # naive: same copy, same schedule, one SGD step per LR
+    m = copy.deepcopy(model)
+    opt = opt_factory(m.parameters())
+    losses = []
+    for lr in [1e-4 * (1.0 / 1e-4) ** (i / 39) for i in range(40)]:
+        opt.param_groups[0]["lr"] = lr
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(m(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    n = len(res.data["losses"])
+    assert n >= 10
+    assert np.allclose(res.data["losses"], losses[:n], rtol=1e-5)
+    assert np.allclose(res.data["smoothed"], lr_sweep.ema_smooth(losses[:n], 0.98), rtol=1e-5)
+    assert res.metrics["configured_lr"] == 0.01
+
+
+def test_parameter_groups_keep_their_ratio():
+    x, y = _tiny_regression()
+    seen = []
+
+    def build_opt(params):
+        params = list(params)
+        return torch.optim.SGD([{"params": params[:1], "lr": 0.01}, {"params": params[1:], "lr": 0.001}])
+
+    def train_step(model, opt, batch):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(batch[0]), batch[1])
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    res = run(model=nn.Linear(3, 1), batch=(x, y), optimizer=build_opt, train_step=train_step,
+              lr_range={"num_it": 20})
+    assert res.status.value in ("pass", "warn")
+    assert res.metrics["param_groups"] == 2 and res.metrics["configured_lr"] == 0.01
+    assert len(seen) == len(res.data["lrs"])
+    for (a, b), lr in zip(seen, res.data["lrs"]):
+        assert a == pytest.approx(lr) and b == pytest.approx(lr / 10)
+
+
+def test_dict_batches_and_training_step():
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 4), nn.Linear(4, 2)
+
+        def forward(self, x, extra):
+            return self.b(torch.relu(self.a(x))) + extra
+
+    g = torch.Generator().manual_seed(1)
+    batch = ({"x": torch.randn(32, 2, generator=g), "extra": torch.zeros(32, 2)},
+             torch.randint(0, 2, (32,), generator=g))
+
+    def training_step(model, b):
+        return nn.functional.cross_entropy(model(**b[0]), b[1])
+
+    res = run(model=DictNet, batch=batch, training_step=training_step)
+    assert res.status.value != "error", res.summary
+    assert len(res.data["lrs"]) == len(res.data["losses"]) == len(res.data["smoothed"]) > 10
+
+
+# ---- healthy and broken models -----------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_xor_passes(seed):
+    res = run(REPO / "reference_models" / "xor.py", seed=seed)
+    assert res.status.value == "pass", res.summary
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_lstm_passes(seed):
+    res = run(REPO / "reference_models" / "lstm.py", seed=seed)
+    assert res.status.value == "pass", res.summary
+
+
+@needs_mnist
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_mlp_passes(seed, monkeypatch):
+    monkeypatch.setenv("NNDIAG_DATA_DIR", str(SHARED_DATA))
+    res = run(REPO / "reference_models" / "mlp.py", seed=seed)
+    assert res.status.value == "pass", res.summary
+    s = res.metrics
+    assert s["good_range_low"] < s["configured_lr"] < s["good_range_high"] < s["lr_diverged"]
+
+
+@pytest.mark.parametrize("name", ["sgd_lr_too_high_quadratic", "digits_linear_mse_huge_lr"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lr_too_high_fails(name, seed):
+    res = run(BROKEN / f"{name}.py", seed=seed)
+    assert res.status.value == "fail", res.summary
+    assert res.metrics["configured_lr"] >= res.metrics["lr_diverged"]
+    assert res.findings[0].where == "build_optimizer"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lr_too_low_warns(seed):
+    res = run(BROKEN / "lr_too_low_two_blobs.py", seed=seed)
+    assert res.status.value == "warn", res.summary
+    assert res.metrics["configured_lr"] < res.metrics["good_range_low"]
+
+
+def test_flat_curve_cannot_decide():
+    res = run(BROKEN / "xor_mae_sigmoid_low_lr.py")
+    assert res.status.value == "warn"
+    assert res.metrics["descent"] < 0.1
+    assert "Cannot judge" in res.findings[0].message
+
+
+def test_skip_reason():
+    res = run(REPO / "reference_models" / "xor.py", lr_range={"skip_reason": "LR set by a scheduler"})
+    assert res.status.value == "skip" and "scheduler" in res.summary
+
+
+# ---- the user's objects are left alone ----------------------------------------------------------
+
+def test_user_model_is_bit_for_bit_unchanged():
+    x, y = _tiny_regression()
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    res = run(model=model, batch=(x, y), loss_fn=nn.MSELoss(),
+              optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
+    assert res.status.value != "error", res.summary
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(rng, torch.get_rng_state())
