@@ -57,6 +57,10 @@ def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fai
 
     if data_dir:
         os.environ["NNDIAG_DATA_DIR"] = str(Path(data_dir).resolve())
+    if html_path:  # import matplotlib in the background while the probes run
+        from nndiag.writers.html import preload
+
+        preload()
     try:
         options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
                              settings=parse_settings(settings), weights=weights)

@@ -215,3 +215,13 @@ def test_render_is_deterministic():
     a = html_writer.render(demo_report(1))
     b = html_writer.render(demo_report(1))
     assert a == b
+
+
+def test_preload_imports_matplotlib_in_the_background():
+    import sys
+
+    thread = html_writer.preload()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert "matplotlib.figure" in sys.modules and "matplotlib.backends.backend_svg" in sys.modules
+    assert html_writer.render(demo_report(1)).count("<svg") == 5

@@ -35,17 +35,20 @@ class LrRangeConfig:
     beta: float = threshold(0.98, f"Lightning/fastai bias-corrected EMA ({_LR_TABLE})", "loss smoothing")
     diverge_factor: float = threshold(4.0, f"Lightning/fastai stop at 4 x best ({_LR_TABLE})",
                                       "stop when the smoothed loss exceeds this multiple of its best")
+    stop_on_blowup: bool = threshold(True, "nndiag choice, measured: the 4 x best rule fires 1-2 decades "
+                                     "late or never on the reference MLP/CNN (docs/probes/lr-range.md)",
+                                     "also stop once the median loss is back above its untrained level")
     samples: int = threshold(256, "nndiag choice: a few loader batches (4 of 64) so the sweep sees "
                              "more than one batch; cycled", "samples of the probe batches cycled over")
-    min_descent: float = threshold(0.1, "nndiag choice, measured: healthy reference models fall 55-99% "
-                                   "(docs/probes/lr-range.md)",
-                                   "below this relative fall of the smoothed loss the curve is called "
-                                   "flat and no verdict is given")
+    min_descent: float = threshold(0.1, "nndiag choice, measured: the healthy reference models fall "
+                                   "25-100%, flat broken ones 0% (docs/probes/lr-range.md)",
+                                   "below this relative fall of the loss (median of 5 raw losses vs. "
+                                   "its untrained level) the curve is called flat: no verdict")
     low_factor: float = threshold(10.0, "nndiag choice: one decade below the lowest suggestion, as "
                                   "fastai's minimum/10 is one decade below the minimum",
                                   "warn when the configured LR is below min(suggestions) / low_factor")
-    high_factor: float = threshold(1.0, "nndiag choice: the LR where the smoothed loss bottoms out is the "
-                                   "top of the useful range (Smith 2017, fastai minimum/10)",
+    high_factor: float = threshold(1.0, "nndiag choice: past the LR where the smoothed loss bottoms out "
+                                   "the loss rises (fastai suggests a decade below it: minimum/10)",
                                    "warn when the configured LR is above high_factor x lr_at_min")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
                                  "skip the probe, stating why (e.g. a scheduler-driven LR)")
@@ -108,11 +111,20 @@ class LrRangeProbe(Probe):
             loss = bench.train_one_step(model, opt, batches[i % len(batches)])
             if record_step(curve, smoother, best, lr, loss, cfg.diverge_factor):
                 break
-            if watch.update(loss):
+            if watch.update(loss) and cfg.stop_on_blowup:
                 curve.stop = "blowup"
                 break
         seconds = time.perf_counter() - start
 
+        if not math.isfinite(curve.losses[0]):
+            out.data["lrs"], out.data["losses"] = curve.lrs, curve.losses
+            out.metric("configured_lr", configured)
+            out.warn(f"Cannot judge the learning rate: the loss is already {curve.losses[0]} on the first "
+                     "batch, before any update, so the learning rate is not what breaks it. Find where "
+                     "the NaN/Inf comes from first (see the nan probe).", value=curve.losses[0],
+                     metric="first_loss")
+            out.summary = f"cannot judge: the loss is {curve.losses[0]} before any update"
+            return
         sug = suggest(curve)
         descends = sug.descent >= cfg.min_descent
         # Where training at a fixed LR would blow up: the first LR past the curve's lowest point at

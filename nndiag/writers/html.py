@@ -25,7 +25,7 @@ import hashlib
 import html as _html
 import math
 import sys
-from functools import lru_cache
+import threading
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -170,28 +170,31 @@ CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsa
 # ----------------------------------------------------------------------------- probe metadata
 
 
-@lru_cache(maxsize=1)
+_REGISTRY: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+
+
 def _registered() -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """probe id -> (description, default thresholds with sources), from the registered probes.
 
     Empty unless torch is already imported: loading the probe modules imports torch, which a
     report must not pay for (in ``nndiag check`` and ``nndiag.check`` it is loaded anyway).
+    Cached once found.
     """
-    if "torch" not in sys.modules:
-        return {}
+    if _REGISTRY or "torch" not in sys.modules:
+        return _REGISTRY
     try:
         from nndiag.plugins import collect_probes, get_plugin_manager
         from nndiag.probe import config_sources
 
-        out = {}
-        for pid, spec in collect_probes(get_plugin_manager()).items():
-            try:
-                out[pid] = (str(spec.cls.description or ""), config_sources(spec.cls))
-            except Exception:  # noqa: BLE001 - a plugin's odd Config costs its threshold table only
-                out[pid] = (str(getattr(spec.cls, "description", "") or ""), [])
-        return out
+        specs = collect_probes(get_plugin_manager())
     except Exception:  # noqa: BLE001 - the report must render even when the registry does not load
-        return {}
+        return _REGISTRY
+    for pid, spec in specs.items():
+        try:
+            _REGISTRY[pid] = (str(spec.cls.description or ""), config_sources(spec.cls))
+        except Exception:  # noqa: BLE001 - a plugin's odd Config costs its threshold table only
+            _REGISTRY[pid] = (str(getattr(spec.cls, "description", "") or ""), [])
+    return _REGISTRY
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -400,6 +403,29 @@ def _subject(s: "SubjectReport", si: int) -> str:
         parts.append(_probe(r, si, pj))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _import_plotting() -> None:
+    try:
+        from nndiag.writers import plots
+
+        plots._mpl()
+        plots.figure_svg(lambda ax: ax.plot([1, 2], [1, 2]), height_in=1.0, salt="preload")  # fonts
+    except Exception:  # noqa: BLE001 - render() reports any real problem itself
+        pass
+
+
+def preload() -> threading.Thread:
+    """Import matplotlib (and load its fonts) in a background thread.
+
+    matplotlib costs about 0.7 s of CPU to import; a caller that knows an HTML report will be
+    wanted (``nndiag check --html``) can call this before running the probes, so that the
+    import overlaps with them instead of delaying the report. :func:`render` works the same
+    whether or not this was called (Python's import lock makes it wait for an unfinished import).
+    """
+    thread = threading.Thread(target=_import_plotting, name="nndiag-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def render(report: "Report") -> str:

@@ -7,19 +7,8 @@ Expected: the ``params`` probe fails ("Every parameter is frozen") and the ``upd
 ("no trainable parameter").
 """
 
-import torch
 import torch.nn as nn
-from sklearn.datasets import load_digits
-
-
-def dataloader():
-    """sklearn's 8x8 digits (1,797 images, 64 pixels scaled to [0, 1]), shuffled, batches of 64."""
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[order], y[order]
-    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, len(y), 64)]
+from _digits_base import dataloader, loss_fn, build_optimizer  # noqa: F401 - contract names
 
 
 class DigitsClassifier(nn.Module):
@@ -39,8 +28,3 @@ def build_model():
     return model
 
 
-loss_fn = nn.CrossEntropyLoss()
-
-
-def build_optimizer(params):
-    return torch.optim.Adam(params, lr=1e-3)
