@@ -162,6 +162,18 @@ def running_median(values: Sequence[float], window: int = 5) -> list[float]:
     return [float(np.median(x[max(0, i - h): i + h + 1])) for i in range(len(x))]
 
 
+NOISE_SIGMAS = 2.0  # a fall or rise must exceed this many robust SDs of the untrained losses
+
+
+def start_level(raw: Sequence[float], k: int) -> tuple[float, float]:
+    """(median, robust SD = 1.4826 x MAD) of the first ``k`` raw losses: the untrained level and its
+    batch-to-batch noise. A fall or a rise smaller than ``NOISE_SIGMAS`` of that noise is not one
+    (on trained weights the loss is ~1e-3 and its batch-to-batch spread as large)."""
+    head = np.asarray(raw[:k], dtype=float)
+    med = float(np.median(head))
+    return med, 1.4826 * float(np.median(np.abs(head - med)))
+
+
 class BlowupWatch:
     """Stops a sweep once the loss has clearly blown up, without waiting for the lagging EMA.
 
@@ -176,19 +188,20 @@ class BlowupWatch:
         self.start_k, self.min_descent, self.window = max(1, start_k), min_descent, window
         self.raw: list[float] = []
         self.start: float | None = None
+        self.noise = 0.0
         self.descended = False
 
     def update(self, loss: float) -> bool:
         """Add a raw loss; True when the sweep should stop."""
         self.raw.append(loss)
         if len(self.raw) == self.start_k:
-            self.start = float(np.median(self.raw))
+            self.start, self.noise = start_level(self.raw, self.start_k)
         if self.start is None or len(self.raw) < self.window:
             return False
         trailing = float(np.median(self.raw[-self.window:]))
-        if trailing <= self.start - self.min_descent * abs(self.start):
+        if self.start - trailing >= max(self.min_descent * abs(self.start), NOISE_SIGMAS * self.noise):
             self.descended = True
-        return self.descended and trailing > self.start
+        return self.descended and trailing > self.start + NOISE_SIGMAS * self.noise
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,7 @@ class Suggestions:
     start_level: float  # median raw loss over the trimmed start (the untrained level)
     lr_blowup: float | None  # first LR past the lowest point where the median loss is back above start
     window: tuple[int, int]
+    noise: float = 0.0  # robust SD of the untrained losses
 
 
 def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
@@ -222,23 +236,27 @@ def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
     if len(sm) < 2:
         return Suggestions(None, None, None, None, 0.0, raw[0] if raw else math.nan, None, (0, len(sm)))
     k = max(1, (curve.num_it or len(sm)) // 10)
-    start_level = float(np.median(raw[:k]))
+    level, noise = start_level(raw, k)
     med = running_median(raw, median_window)
     i_low = int(np.argmin(med))
-    descent = (start_level - med[i_low]) / abs(start_level) if start_level != 0 else 0.0
-    lr_blowup = next((lrs[i] for i in range(i_low + 1, len(med)) if med[i] > start_level), None)
+    fall = level - med[i_low]
+    # a fall within the batch-to-batch noise of the untrained losses is no descent at all
+    descent = fall / abs(level) if level != 0 and fall > NOISE_SIGMAS * noise else 0.0
+    lr_blowup = next((lrs[i] for i in range(i_low + 1, len(med))
+                      if med[i] > level + NOISE_SIGMAS * noise), None)
     lr_at_min = lrs[minimum_index(sm)]
     lo, hi = suggestion_window(len(sm), curve.num_it or len(sm), skip_start, skip_end)
     w_lrs, w_sm = lrs[lo:hi], sm[lo:hi]
     if len(w_sm) < 2:
-        return Suggestions(None, None, None, lr_at_min, descent, start_level, lr_blowup, (lo, hi))
+        return Suggestions(None, None, None, lr_at_min, descent, level, lr_blowup, (lo, hi), noise)
     return Suggestions(
         steepest=w_lrs[steepest_index(w_lrs, w_sm)],
         valley=w_lrs[min(valley_index(w_sm), len(w_sm) - 1)],
         minimum_div10=w_lrs[minimum_index(w_sm)] / 10,
         lr_at_min=lr_at_min,
         descent=descent,
-        start_level=start_level,
+        start_level=level,
         lr_blowup=lr_blowup,
         window=(lo, hi),
+        noise=noise,
     )

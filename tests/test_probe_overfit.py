@@ -54,7 +54,9 @@ def test_curve_equals_a_naive_training_loop():
     assert res.data["loss_curve"] == pytest.approx(losses, rel=1e-5)
     assert res.data["accuracy_curve"] == pytest.approx(accs)
     assert res.metrics["initial_loss"] == pytest.approx(losses[0], rel=1e-6)
-    assert res.metrics["target"] == pytest.approx(0.02 * losses[0], rel=1e-6)
+    prior = torch.bincount(y).float() / len(y)
+    chance_loss = float(-(prior * prior.log()).sum())  # the loss of predicting the class prior
+    assert res.metrics["target"] == pytest.approx(0.02 * max(losses[0], chance_loss), rel=1e-6)
     assert res.metrics["chance_accuracy"] == pytest.approx(11 / 32)  # 32 samples, 3 classes: 11/11/10
     assert res.metrics["steps"] == len(losses) <= 25
 
@@ -94,7 +96,11 @@ def test_floors_and_baselines():
     t = torch.tensor([[1.0], [2.0], [4.0]])
     assert constant_baseline(nn.MSELoss(), t)[0] == pytest.approx(((t - t.mean()) ** 2).mean().item())
     assert constant_baseline(nn.L1Loss(), t)[0] == pytest.approx((t - 2.0).abs().mean().item())
-    assert constant_baseline(nn.CrossEntropyLoss(), t) is None
+    assert constant_baseline(nn.CrossEntropyLoss(), t) is None  # float targets: not class ids
+    h = constant_baseline(nn.CrossEntropyLoss(), torch.tensor([0, 0, 1, 2]))[0]
+    assert h == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    logits = torch.tensor([0.5, 0.25, 0.25]).log().expand(4, 3)  # predicting the prior reaches it
+    assert h == pytest.approx(nn.functional.cross_entropy(logits, torch.tensor([0, 0, 1, 2])).item())
 
 
 def test_label_smoothing_floor_lets_a_healthy_model_pass():

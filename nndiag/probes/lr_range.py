@@ -131,8 +131,19 @@ class LrRangeProbe(Probe):
         # which the (median) loss is back above its untrained level, or where the sweep had to stop
         # (NaN/Inf, smoothed > diverge_factor x best), whichever comes first. On a flat curve the
         # lowest point is noise, so only the sweep's own stop counts there.
-        marks = [curve.diverged_at] + ([sug.lr_blowup] if descends else [])
+        # the 4 x best rule is relative: on a flat curve near zero (trained weights) a harmless rise
+        # from 1e-3 to 4e-3 trips it, so there only NaN/Inf counts as diverging
+        marks = [curve.diverged_at if descends or curve.stop == "nonfinite" else None]
+        marks += [sug.lr_blowup] if descends else []
         lr_div = min((m for m in marks if m is not None), default=None)
+        if not descends and ctx.subject.weights is not None and lr_div is None:
+            out.data["lrs"], out.data["losses"], out.data["smoothed"] = curve.lrs, curve.losses, curve.smoothed
+            out.metric("configured_lr", configured)
+            out.metric("start_loss", sug.start_level)
+            out.skip(f"the weights given ({ctx.subject.weights.name}) already sit at a low loss "
+                     f"({sug.start_level:.3g}) that no learning rate lowers; the range test is about "
+                     "training from the initial weights. Run it without --weights to judge the "
+                     "configured learning rate.")
         out.data["lrs"] = curve.lrs
         out.data["losses"] = curve.losses
         out.data["smoothed"] = curve.smoothed

@@ -153,15 +153,36 @@ def detect_floor(loss_fn: Any, output: Any, targets: Any) -> tuple[float, str]:
 
 
 def constant_baseline(loss_fn: Any, targets: Any) -> tuple[float, str] | None:
-    """The loss of the best constant prediction for a regression loss (the "chance level" of a
-    regression): the targets' variance for MSELoss, mean absolute deviation from the median for
-    L1Loss. None for any other loss."""
-    if not isinstance(targets, torch.Tensor) or not targets.is_floating_point() or targets.dim() == 0:
+    """The loss of the best constant prediction (the loss's "chance level"), or None when unknown.
+
+    MSELoss: the targets' variance (predict the batch mean); L1Loss: the mean absolute deviation from
+    the median; CrossEntropyLoss (integer targets, no weights or smoothing): the entropy of the
+    batch's class frequencies (predict the class prior); BCE with 0/1 targets: their binary entropy.
+    """
+    if not isinstance(targets, torch.Tensor) or targets.dim() == 0 or getattr(loss_fn, "reduction", "") != "mean":
         return None
-    t = targets.detach().float()
-    if isinstance(loss_fn, torch.nn.MSELoss) and loss_fn.reduction == "mean":
+    t = targets.detach()
+    if isinstance(loss_fn, torch.nn.CrossEntropyLoss):
+        if t.is_floating_point() or loss_fn.weight is not None or loss_fn.label_smoothing > 0:
+            return None
+        t = t[t != loss_fn.ignore_index]
+        if t.numel() == 0 or int(t.min()) < 0:
+            return None
+        p = torch.bincount(t.flatten()).float()
+        p = p[p > 0] / p.sum()
+        return float(-(p * p.log()).sum()), "predicting the batch's class frequencies"
+    if not t.is_floating_point():
+        return None
+    t = t.float()
+    if isinstance(loss_fn, (torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss)):
+        if loss_fn.weight is not None or not bool(((t == 0) | (t == 1)).all()):
+            return None
+        m = float(t.mean())
+        h = 0.0 if m in (0.0, 1.0) else -(m * math.log(m) + (1 - m) * math.log(1 - m))
+        return h, "predicting the batch's share of positives"
+    if isinstance(loss_fn, torch.nn.MSELoss):
         return float(((t - t.mean(0)) ** 2).mean()), "predicting the batch mean of the targets"
-    if isinstance(loss_fn, torch.nn.L1Loss) and loss_fn.reduction == "mean":
+    if isinstance(loss_fn, torch.nn.L1Loss):
         return float((t - t.median(0).values).abs().mean()), "predicting the batch median of the targets"
     return None
 
@@ -197,6 +218,7 @@ class OverfitProbe(Probe):
             if cfg.loss_floor is None and probe_out is not None:
                 floor, floor_why = detect_floor(s.loss_fn, probe_out, targets)
 
+        baseline = constant_baseline(s.loss_fn, targets)
         curve: list[float] = []
         accs: list[float] = []
         target = math.nan
@@ -229,8 +251,12 @@ class OverfitProbe(Probe):
                 # A loss that starts at or below its floor (a log-likelihood that can go negative,
                 # NLLLoss on raw outputs) gives "close to zero" no meaning: only the classification
                 # criterion can then be used, and without one there is nothing to decide.
-                by_loss = loss > floor
-                target = floor + cfg.target_fraction * (loss - floor) if by_loss else math.nan
+                # The scale is the larger of the initial loss and the loss of the best constant
+                # prediction, so that weights that already fit the batch (a trained model: loss 1e-6
+                # where predicting the mean costs 0.5) count as fitted, not as "must fall 98% more".
+                scale = max(loss, baseline[0]) if baseline is not None else loss
+                by_loss = scale > floor
+                target = floor + cfg.target_fraction * (scale - floor) if by_loss else math.nan
                 if not by_loss and scorer is None:
                     break
             if not by_loss or loss < target:
@@ -247,7 +273,6 @@ class OverfitProbe(Probe):
             all_right, acc = _score_now(bench, model, batch, scorer)
             accs.append(acc)
 
-        baseline = constant_baseline(s.loss_fn, targets) if scorer is None else None
         if not by_loss and scorer is None:
             out.data["loss_curve"] = curve
             out.metric("initial_loss", curve[0])
@@ -260,7 +285,7 @@ class OverfitProbe(Probe):
                      value=curve[0], limit=floor, metric="initial_loss")
             out.summary = f"cannot judge: the loss starts at {curve[0]:.4g}, not above its floor {floor:.3g}"
             return
-        self._report(out, curve, accs, scorer, baseline, target, floor, floor_why, met, seconds, n)
+        self._report(out, curve, accs, scorer, baseline if scorer is None else None, target, floor, floor_why, met, seconds, n)
 
     def _report(self, out: Outcome, curve: list[float], accs: list[float], scorer: Classification | None,
                 baseline: tuple[float, str] | None, target: float, floor: float, floor_why: str, met: bool, seconds: float, n: int) -> None:
