@@ -91,7 +91,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
+          f"median of {args.repeats}; sweep {START:g}..{END:g}, {NUM_IT} iterations\n")
+    print("| model | batches | nndiag s (steps) | torch-lr-finder s (steps) | time ratio | per-step ratio "
+          "| configured lr | nndiag verdict | nndiag valley / steepest / min/10 | nndiag diverged at "
+          "| torch-lr-finder suggestion |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for name in args.models.split(","):
         path = REPO / "reference_models" / f"{name}.py"
         if not path.exists():
@@ -113,24 +118,15 @@ def main() -> None:
         for _ in range(args.repeats):
             ours.append(nndiag_run(subject))
             theirs.append(tlf_run(subject, batches))
-        t_ours = statistics.median(s for s, _ in ours)
-        t_theirs = statistics.median(s for s, _ in theirs)
+        to = statistics.median(s for s, _ in ours)
+        tt = statistics.median(s for s, _ in theirs)
         m, t = ours[-1][1], theirs[-1][1]
-        rows.append((name, len(batches), t_ours, m["steps"], t_theirs, t["steps"],
-                     t_ours / t_theirs, (t_ours / m["steps"]) / (t_theirs / t["steps"]), m, t))
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
-          f"median of {args.repeats}; sweep {START:g}..{END:g}, {NUM_IT} iterations\n")
-    print("| model | batches | nndiag s (steps) | torch-lr-finder s (steps) | time ratio | per-step ratio "
-          "| configured lr | nndiag verdict | nndiag valley / steepest / min/10 | nndiag diverged at "
-          "| torch-lr-finder suggestion |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, nb, to, so, tt, st, ratio, pratio, m, t in rows:
-        print(f"| {name} | {nb} | {to:.2f} ({so}) | {tt:.2f} ({st}) | {ratio:.2f} | {pratio:.2f} "
-              f"| {fmt(m['configured_lr'])} | {m['status']} | {fmt(m['suggested_lr_valley'])} / "
-              f"{fmt(m['suggested_lr_steepest'])} / {fmt(m['suggested_lr_minimum'])} "
-              f"| {fmt(m['lr_diverged'])} | {fmt(t['suggestion'])} |")
-
+        so, st = m["steps"], t["steps"]
+        print(f"| {name} | {len(batches)} | {to:.2f} ({so}) | {tt:.2f} ({st}) | {to / tt:.2f} "
+              f"| {(to / so) / (tt / st):.2f} | {fmt(m['configured_lr'])} | {m['status']} "
+              f"| {fmt(m['suggested_lr_valley'])} / {fmt(m['suggested_lr_steepest'])} / "
+              f"{fmt(m['suggested_lr_minimum'])} | {fmt(m['lr_diverged'])} | {fmt(t['suggestion'])} |",
+              flush=True)
 
 if __name__ == "__main__":
     main()

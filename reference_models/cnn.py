@@ -24,7 +24,7 @@ except ImportError:  # loaded by path and the project is not installed: use the 
 TASK = "classification"
 DATASETS = rm_data.DATASETS
 BATCH_SIZE = 64
-EPOCHS = 10
+EPOCHS = 8
 LR = 1e-3
 
 

@@ -129,10 +129,9 @@ class LrRangeProbe(Probe):
         descends = sug.descent >= cfg.min_descent
         # Where training at a fixed LR would blow up: the first LR past the curve's lowest point at
         # which the (median) loss is back above its untrained level, or where the sweep had to stop
-        # (NaN/Inf, smoothed > diverge_factor x best), whichever comes first. On a flat curve the
-        # lowest point is noise, so only the sweep's own stop counts there.
-        # the 4 x best rule is relative: on a flat curve near zero (trained weights) a harmless rise
-        # from 1e-3 to 4e-3 trips it, so there only NaN/Inf counts as diverging
+        # (NaN/Inf, smoothed > diverge_factor x best, blow-up), whichever comes first. On a flat
+        # curve the lowest point is noise and the relative 4 x best rule trips on harmless rises
+        # near zero (trained weights: 1e-3 -> 4e-3), so there only NaN/Inf counts.
         marks = [curve.diverged_at if descends or curve.stop == "nonfinite" else None]
         marks += [sug.lr_blowup] if descends else []
         lr_div = min((m for m in marks if m is not None), default=None)
