@@ -23,9 +23,13 @@ MANIFEST = json.loads((BROKEN / "manifest.json").read_text())
 WEIGHTS = REPO / "reference_models" / "weights"
 
 # Warnings a healthy reference model may get, each with the documented reason.
+# Keyed by (file, probe, trained).
 HEALTHY_WARNINGS = {
-    ("xor.py", "dead-neurons"): "2-3 of the 8 hidden ReLU units are never active on the 4 XOR points, "
-                                "which are the whole data set (docs/probes/dead-neurons.md)",
+    ("xor.py", "dead-neurons", False): "2-3 of the 8 hidden ReLU units are never active on the 4 XOR "
+                                       "points, which are the whole data set (docs/probes/dead-neurons.md)",
+    ("cnn.py", "dead-neurons", True): "after training, 39-41% of fc1's 128 units never fire (checked over "
+                                      "2,048 samples): they died during training yet the net reaches "
+                                      "98.95%; a true finding of wasted capacity (docs/reference-results.md)",
 }
 
 
@@ -85,5 +89,5 @@ def test_healthy_reference_model_gets_no_fail(name, trained, tmp_path):
         r["probe"]: r["summary"] for r in report["results"] if r["status"] in ("fail", "error")}
     for probe, status in statuses.items():
         if status == "warn":
-            assert (name, probe) in HEALTHY_WARNINGS, (
+            assert (name, probe, trained) in HEALTHY_WARNINGS, (
                 f"{name} warns on {probe}: fix the false alarm or document the reason")
