@@ -24,8 +24,8 @@ def check(
     train_step: Callable[..., Any] | None = None,
     probes: Sequence[str] = (),
     skip: Sequence[str] = (),
-    seed: int = 0,
-    device: str = "cpu",
+    seed: int | None = None,
+    device: str | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     weights: str | Path | None = None,
     name: str | None = None,
@@ -37,10 +37,11 @@ def check(
     Either ``path`` (a model file, contract §1) or ``model`` (an ``nn.Module``, never modified, or a
     zero-argument factory) with ``batch`` (one ``(inputs, targets)``) or ``batches`` and
     ``loss_fn``/``training_step``/``train_step``. ``optimizer`` is a factory ``params -> Optimizer``.
-    Per-probe settings go in ``settings={"overfit": {"steps": 300}}`` or as keywords with the probe
+    Per-probe settings go in ``settings={"overfit": {"steps": 300}}``; ``seed`` and ``device``
+    default to the file's ``nndiag_config`` values, else 0 and ``cpu``. or as keywords with the probe
     id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``.
     """
-    from nndiag.runner import RunOptions, check_paths, check_subject
+    from nndiag.runner import RunOptions, check_paths, check_subject, finish_run
 
     merged = {k.replace("_", "-"): dict(v) for k, v in probe_settings.items()}
     for key, value in (settings or {}).items():
@@ -54,8 +55,7 @@ def check(
     subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
                                    optimizer=optimizer, training_step=training_step,
                                    train_step=train_step, name=name)
-    report = Report((check_subject(subject, options),))
-    return report
+    return finish_run(Report((check_subject(subject, options),)), options)
 
 
 def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optimizer=None,

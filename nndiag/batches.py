@@ -56,8 +56,9 @@ def split_batch(batch: Any, source: str = "the data") -> tuple[Any, Any]:
     raise SubjectError(
         f"{source} gave a batch that is a {kind}{size}; nndiag needs a batch of the form "
         "(inputs, targets).",
-        hint="Return a pair, e.g. `return x, y`, or give a training_step(model, batch) that "
-        "unpacks your own batch format.",
+        hint="Return a pair, e.g. `return x, y`; with another batch format, give a "
+        "training_step(model, batch) or train_step(model, optimizer, batch) that unpacks it (a "
+        "probe that needs inputs and targets apart then skips).",
     )
 
 

@@ -36,9 +36,12 @@ def main() -> None:
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="PATH", help="Write the long-form CSV report here ('-' for stdout).")
 @click.option("--html", "html_path", metavar="PATH", help="Write the self-contained HTML report here ('-' for stdout).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for torch, numpy and random before every probe.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
-              help="Where the probes run; auto picks cuda when available.")
+@click.option("--seed", type=int, default=None,
+              help="Seed for torch, numpy and random before every probe.  [default: the file's "
+              "nndiag_config seed, else 0]")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
+              help="Where the probes run; auto picks cuda when available.  [default: the file's "
+              "nndiag_config device, else cpu]")
 @click.option("--fail-on", default="fail", show_default=True, type=click.Choice([f.value for f in FailOn]),
               help="The lowest probe status that makes the exit status 1.")
 @click.option("--set", "settings", multiple=True, metavar="PROBE.KEY=VALUE",

@@ -188,4 +188,39 @@ def load_model_file(path: str | Path, *, weights: str | Path | None = None) -> S
             f"nndiag_config of {path} names the weights file {subject.weights}, which does not exist.",
             hint="Train the model first (python -m reference_models.train NAME --out DIR) or fix the path.",
         )
+    if subject.weights is not None:
+        check_weights_fit(subject)
     return subject
+
+
+def check_weights_fit(subject: Subject) -> None:
+    """ModelFileError naming the mismatched keys when the weights file does not fit the model."""
+    try:
+        state = torch.load(subject.weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - not a state_dict, or pickled objects refused
+        raise ModelFileError(
+            f"{subject.weights} cannot be loaded as a state_dict: {describe_exception(exc).rstrip('.')}.",
+            hint="Save it with torch.save(model.state_dict(), path).",
+        ) from exc
+    try:
+        model = subject.model_factory()
+    except Exception:  # noqa: BLE001 - a failing build is reported by the probes, with its message
+        return
+    if not isinstance(state, dict) or not isinstance(model, torch.nn.Module):
+        return
+    expected, given = set(model.state_dict()), set(state)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    shapes = sorted(k for k in expected & given
+                    if tuple(model.state_dict()[k].shape) != tuple(getattr(state[k], "shape", ())))
+    if missing or unexpected or shapes:
+        def few(keys):
+            return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+        parts = [f"missing {few(missing)}" if missing else "",
+                 f"unexpected {few(unexpected)}" if unexpected else "",
+                 f"different shapes for {few(shapes)}" if shapes else ""]
+        raise ModelFileError(
+            f"The weights file {subject.weights} does not fit the model of {subject.name}: "
+            + "; ".join(p for p in parts if p) + ".",
+            hint="Point --weights at a state_dict saved from this model (another model's, or a file "
+            "saved from a different architecture, will not load).",
+        )

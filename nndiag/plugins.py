@@ -74,7 +74,11 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_point
         if pm.is_registered(plugin) or name in disabled:
             continue
         pm.register(plugin, name=name)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:  # a misspelled nndiag_* hook
+        raise UsageError(f"Plugin {exc.plugin!r}: {exc}.",
+                         hint="Check the hook's name against nndiag/hookspecs.py (see docs/plugins.md).") from None
     return pm
 
 

@@ -26,8 +26,8 @@ class RunOptions:
 
     probes: Sequence[str] = ()
     skip: Sequence[str] = ()
-    seed: int = 0
-    device: str = "cpu"
+    seed: int | None = None  # None: the file's nndiag_config["seed"], else 0
+    device: str | None = None  # None: the file's nndiag_config["device"], else "cpu"
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # probe id -> settings
     weights: str | Path | None = None
     extra_plugins: Sequence[object] = ()
@@ -53,6 +53,7 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
     from nndiag.loading import load_model_file
 
     options = options or RunOptions()
+    paths = list(paths)
     reports = []
     for path in paths:
         try:
@@ -61,8 +62,19 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
             reports.append(SubjectReport(str(path), load_error=str(exc),
                                          load_error_details=traceback.format_exc()))
             continue
+        if len(paths) > 1:
+            try:  # a bad nndiag_config in one file must not stop the other files being checked
+                reports.append(check_subject(subject, options, progress))
+            except UsageError as exc:
+                reports.append(SubjectReport(str(path), load_error=str(exc),
+                                             load_error_details=traceback.format_exc()))
+            continue
         reports.append(check_subject(subject, options, progress))
-    report = Report(tuple(reports))
+    return finish_run(Report(tuple(reports)), options)
+
+
+def finish_run(report: Report, options: RunOptions) -> Report:
+    """Notify plugins that the run is over (``nndiag_run_finished``) and return the report."""
     _plugin_manager(options).hook.nndiag_run_finished(report=report)
     return report
 
@@ -90,17 +102,18 @@ def check_subject(subject, options: RunOptions | None = None,
 
     options = options or RunOptions()
     pm = _plugin_manager(options)
-    cfg = _validated_file_config(subject)
+    available = collect_probes(pm)
+    cfg = _validated_file_config(subject, available)
     only = list(options.probes) or list(cfg.get("probes", []))
     # An explicit --probe wins over the file's own skip list; --skip always applies.
     file_skip = [p for p in cfg.get("skip", []) if p not in options.probes]
     skip = list(options.skip) + file_skip
-    specs = select_probes(collect_probes(pm), only, skip)
+    specs = select_probes(available, only, skip)
     if not specs:
         raise UsageError(f"No probe left to run on {subject.name}: every selected probe is skipped.",
                          hint="Check --probe/--skip and the file's nndiag_config.")
-    seed = options.seed
-    device = resolve_device(options.device)
+    seed = int(options.seed if options.seed is not None else cfg.get("seed", 0))
+    device = resolve_device(options.device or cfg.get("device", "cpu"))
 
     bench = Workbench(subject, device=device, seed=seed)
     shared: dict[Any, Any] = {}
@@ -118,14 +131,24 @@ def check_subject(subject, options: RunOptions | None = None,
     return SubjectReport(subject.name, tuple(results))
 
 
-def _validated_file_config(subject) -> dict[str, Any]:
+def _validated_file_config(subject, available) -> dict[str, Any]:
+    """The file's nndiag_config, checked: a misspelled key is an error, never silently ignored."""
     from nndiag.loading import CONFIG_KEYS
 
     cfg = dict(subject.config)
+    unknown = sorted(k for k in cfg if k not in CONFIG_KEYS and k not in available)
+    if unknown:
+        raise UsageError(
+            f"nndiag_config of {subject.name} has unknown key(s): {', '.join(map(repr, unknown))}.",
+            hint=f"Valid keys: {', '.join(sorted(CONFIG_KEYS))}, or a probe id ({', '.join(available)}).")
     for key in ("probes", "skip"):
         if isinstance(cfg.get(key), str):
             cfg[key] = [cfg[key]]
-    return {k: v for k, v in cfg.items() if k in CONFIG_KEYS or isinstance(v, Mapping)}
+    for key in available:
+        if key in cfg and not isinstance(cfg[key], Mapping):
+            raise UsageError(f"nndiag_config[{key!r}] of {subject.name} must be a dict of settings.",
+                             hint=f'Write e.g. nndiag_config = {{"{key}": {{...}}}}.')
+    return cfg
 
 
 def run_probe(probe, ctx) -> ProbeResult:

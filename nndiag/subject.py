@@ -66,7 +66,9 @@ class Workbench:
         self.subject = subject
         self.device = torch.device(device)
         self.seed = seed
-        self._batches: list[Any] | None = None
+        self._batches: list[Any] = []
+        self._iterator: Any = None
+        self._exhausted = False
         self._batches_error: SubjectError | None = None
 
     # ---- models and optimizers -------------------------------------------------------------
@@ -134,19 +136,23 @@ class Workbench:
         return self.probe_batches()[0]
 
     def _fetch(self, min_samples: int) -> list[Any]:
+        """The cached batches, extended from the same iterator until ``min_samples`` samples.
+
+        The iterator is kept, never restarted: a generator ``train_loader`` would lose the batches
+        already taken, and a ``sample_batch()`` with side effects would be called again.
+        """
         if self._batches_error is not None:
             raise self._batches_error
-        have = sum(batch_size(b) for b in self._batches or [])
-        if self._batches is not None and (have >= min_samples or self._exhausted):
-            return self._batches
         try:
-            self._batches = self._pull(max(min_samples, 1))
+            if self._iterator is None:
+                self._iterator = self._open()
+            self._extend(max(min_samples, 1))
         except SubjectError as exc:
             self._batches_error = exc
             raise
         return self._batches
 
-    def _pull(self, min_samples: int) -> list[Any]:
+    def _open(self):
         s = self.subject
         if s.batches is None:
             raise SubjectError(
@@ -156,31 +162,33 @@ class Workbench:
         with fork_seeded(self.seed):
             iterable = self._user_call(s.data_source, s.batches)
             try:
-                iterator = iter(iterable)
+                return iter(iterable)
             except TypeError:
                 raise SubjectError(
                     f"{s.data_source} gave a {type(iterable).__name__}, which is not iterable.",
                     hint="Give a DataLoader or a list of (inputs, targets) batches.",
                 ) from None
-            out: list[Any] = []
-            total = 0
-            while total < min_samples and len(out) < MAX_PROBE_BATCHES:
+
+    def _extend(self, min_samples: int) -> None:
+        s = self.subject
+        total = sum(batch_size(b) for b in self._batches)
+        # Pull under the run seed (a shuffling loader draws random numbers as it goes).
+        with fork_seeded(self.seed + len(self._batches)):
+            while (total < min_samples and not self._exhausted
+                   and len(self._batches) < MAX_PROBE_BATCHES):
                 try:
-                    batch = self._user_call(f"iterating {s.data_source}", next, iterator)
+                    batch = self._user_call(f"iterating {s.data_source}", next, self._iterator)
                 except StopIteration:
+                    self._exhausted = True
                     break
-                out.append(batch)
+                self._batches.append(batch)
                 total += batch_size(batch)
-        self._exhausted = len(out) < MAX_PROBE_BATCHES and total < min_samples
-        if not out:
+        if not self._batches:
             raise SubjectError(
                 f"{s.data_source} yielded no batches: the loader is empty.",
                 hint="Check the dataset is not empty and that drop_last=True does not drop the only "
                 "batch (batch_size larger than the dataset).",
             )
-        return out
-
-    _exhausted = False
 
     # ---- running the user's code ----------------------------------------------------------
     def forward(self, model: torch.nn.Module, batch: Any) -> Any:

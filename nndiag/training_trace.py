@@ -174,10 +174,11 @@ def _param_stats(named, before, lrs) -> dict[str, ParamStats]:
     out = {}
     for (name, p), old in zip(named, before):
         w = p.detach()
-        stats = ParamStats(has_grad=p.grad is not None, weight_norm=float(old.float().norm()),
-                           update_norm=float((w - old).float().norm()), lr=lrs.get(id(p)))
+        # float64: float32 L2 norms overflow to Inf for large but finite values (>~1e19 per element).
+        stats = ParamStats(has_grad=p.grad is not None, weight_norm=float(old.double().norm()),
+                           update_norm=float((w.double() - old.double()).norm()), lr=lrs.get(id(p)))
         if p.grad is not None:
-            g = p.grad.detach().float()
+            g = p.grad.detach().double()
             stats.grad_norm = float(g.norm())
             stats.mean_abs_grad = float(g.abs().mean()) if g.numel() else 0.0
             stats.max_abs_grad = float(g.abs().max()) if g.numel() else 0.0

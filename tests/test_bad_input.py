@@ -144,3 +144,14 @@ def test_bad_set_syntax(tmp_path):
     f = write(tmp_path, HEADER + GOOD_MODEL + GOOD_DATA + GOOD_LOSS)
     code, out = run(f, "--set", "steps=3")
     assert code == 2 and "PROBE.KEY=VALUE" in out
+
+
+def test_weights_of_another_model_is_a_file_level_error(tmp_path):
+    import torch
+
+    other = tmp_path / "other.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), other)
+    f = write(tmp_path, HEADER + GOOD_MODEL + GOOD_DATA + GOOD_LOSS)
+    code, out = run(f, "--weights", str(other), *FAST)
+    assert code == 2
+    assert "does not fit the model" in out and "missing 0.bias, 0.weight" in out and "Traceback" not in out

@@ -2,7 +2,6 @@
 
 import copy
 import math
-import os
 from pathlib import Path
 
 import numpy as np

@@ -170,3 +170,63 @@ def test_exit_codes(status, fail_on, code):
     assert Report((SubjectReport("s", results),)).exit_code(fail_on) == code
     all_error = (ProbeResult("a", Status.ERROR, "e"), ProbeResult("b", Status.ERROR, "e"))
     assert Report((SubjectReport("s", all_error),)).exit_code(fail_on) == 2
+
+
+def _write(tmp_path, config: str):
+    f = tmp_path / "cfg.py"
+    f.write_text("import torch, torch.nn as nn\ndef build_model(): return nn.Linear(3, 2)\n"
+                 "def sample_batch(): return torch.randn(8, 3), torch.randint(0, 2, (8,))\n"
+                 f"loss_fn = nn.CrossEntropyLoss()\nnndiag_config = {config}\n")
+    return f
+
+
+def test_file_seed_is_used_unless_the_caller_gives_one(tmp_path):
+    def norm(report):
+        return report.subjects[0].result("gradients").metrics["total_grad_norm"]
+
+    (tmp_path / "a").mkdir()
+    f0 = _write(tmp_path / "a", "{}")
+    f5 = _write(tmp_path, '{"seed": 5}')
+    assert norm(nndiag.check(f5, probes=["gradients"])) == norm(nndiag.check(f0, probes=["gradients"], seed=5))
+    assert norm(nndiag.check(f5, probes=["gradients"], seed=0)) == norm(nndiag.check(f0, probes=["gradients"]))
+
+
+def test_misspelled_config_key_is_an_error_naming_the_valid_keys(tmp_path):
+    from nndiag.errors import UsageError
+
+    with pytest.raises(UsageError) as exc:
+        nndiag.check(_write(tmp_path, '{"skipp": ["nan"]}'))
+    assert "'skipp'" in str(exc.value) and "probe id" in str(exc.value)
+
+
+def test_bad_config_in_one_file_does_not_stop_the_others(tmp_path):
+    from nndiag.runner import RunOptions, check_paths
+
+    (tmp_path / "a").mkdir()
+    good = _write(tmp_path / "a", "{}")
+    bad = _write(tmp_path, '{"overfitt": {}}')
+    report = check_paths([bad, good], RunOptions(probes=["params"]))
+    assert "overfitt" in report.subjects[0].load_error
+    assert report.subjects[1].status is nndiag.Status.PASS
+    assert report.exit_code() == 1
+
+
+def test_generator_loader_keeps_every_batch():
+    def batches():
+        for _ in range(3):
+            yield torch.randn(64, 4), torch.randint(0, 3, (64,))
+
+    report = nndiag.check(model=lambda: nn.Linear(4, 3), batches=batches(), loss_fn=nn.CrossEntropyLoss(),
+                          probes=["nan", "data"], data={"samples": 192})
+    assert report.subjects[0].result("data").metrics["samples"] == 192
+
+
+def test_run_finished_is_called_for_objects():
+    import types
+
+    seen = []
+    mod = types.ModuleType("listener3")
+    mod.nndiag_run_finished = nndiag.hookimpl(lambda report: seen.append(len(report.subjects)))
+    nndiag.check(model=lambda: nn.Linear(4, 3), batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
+                 loss_fn=nn.CrossEntropyLoss(), probes=["params"], plugins=[mod])
+    assert seen == [1]

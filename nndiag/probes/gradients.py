@@ -112,7 +112,9 @@ class GradientsProbe(Probe):
             out.metric("max_abs_grad", max(p.max_abs_grad for p in connected))
         n_connected = len(connected)
         lead = self._disconnected(out, params, trace.own_step)
-        redundant = _biases_before_normalisation(ctx)
+        tiny_biases = any(p.name.endswith("bias") and p.max_abs_grad < self.config.vanishing_max_abs
+                          for p in connected)
+        redundant = _biases_before_normalisation(ctx) if tiny_biases else set()
         for p in connected:
             if p.name in redundant and p.max_abs_grad < self.config.vanishing_max_abs:
                 out.finding("pass", f"{p.name} feeds a normalisation layer, which subtracts its "
@@ -176,7 +178,9 @@ class GradientsProbe(Probe):
     def _ratio(self, out: Outcome, params: list[ParamSummary]) -> None:
         # AUTOTRAINER compares the first and last layers' weights; biases are left out because a
         # small bias gradient says little about the flow through the layer.
-        weights = [p for p in params if p.name.endswith("weight") and p.grad_norm > 0]
+        # Weight matrices only (``weight``, and ``weight_ih_l0``/``weight_hh_l0`` of recurrent layers).
+        weights = [p for p in params if p.name.rsplit(".", 1)[-1].startswith("weight")
+                   and p.grad_norm > 0]
         if len(weights) < 2:
             return
         first, last = weights[0], weights[-1]
@@ -205,12 +209,17 @@ def _biases_before_normalisation(ctx: ProbeContext) -> set[str]:
 
         from nndiag.torchhooks import CallTracer
 
+        from nndiag.errors import SubjectError
+
         model = ctx.bench.fresh_model()
         producers: set[str] = set()
         tracer = CallTracer(model, ops=_NORMALISATIONS,
                             on_call=lambda info: info.producer is not None and producers.add(info.producer))
-        with tracer.active(), torch.no_grad():
-            ctx.bench.forward(model, ctx.bench.first_batch())
+        try:
+            with tracer.active(), torch.no_grad():
+                ctx.bench.compute_loss(model, ctx.bench.first_batch())
+        except SubjectError:
+            return set()  # cannot trace this batch format: no exemption, the verdicts stand
         names = dict(model.named_parameters())
         return {f"{p}.bias" if p else "bias" for p in producers} & set(names)
 

@@ -135,7 +135,8 @@ class ParamsProbe(Probe):
     @staticmethod
     def _check_expected(out: Outcome, what: str, got: int, expected: Any) -> None:
         if expected is not None and int(expected) != got:
-            out.fail(f"The model has {got:,} {what} parameters; nndiag_config expects {int(expected):,}. "
+            out.fail(f"The model has {got:,} {what} parameters; the params.expected_{what} setting "
+                     f"expects {int(expected):,}. "
                      "A layer size changed, or the expectation needs updating.",
                      where="<model>", value=got, limit=int(expected), metric=what)
 
