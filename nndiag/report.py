@@ -69,9 +69,15 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=str)
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
         value = value.item()  # numpy or torch scalar
-    return _clean_number(value)
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return _jsonable(value.tolist())  # numpy array or tensor
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return _clean_number(value)
+    return str(value)  # anything else a probe stored: keep the report writable
 
 
 @dataclass(frozen=True)

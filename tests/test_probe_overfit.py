@@ -39,7 +39,7 @@ def test_curve_equals_a_naive_training_loop():
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
     factory = lambda p: torch.optim.SGD(p, lr=0.05)  # noqa: E731
     res = run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss(), optimizer=factory,
-              overfit={"max_steps": 25})
+              overfit={"steps": 25})
     m = copy.deepcopy(model)
     opt = factory(m.parameters())
     losses, accs = [], []
@@ -115,7 +115,7 @@ def test_label_smoothing_floor_lets_a_healthy_model_pass():
 # ---- outcomes ---------------------------------------------------------------------------------
 
 def test_small_budget_warns_with_the_curve():
-    res = run(REPO / "reference_models" / "xor.py", overfit={"max_steps": 15})
+    res = run(REPO / "reference_models" / "xor.py", overfit={"steps": 15})
     assert res.status.value == "warn", res.summary
     assert len(res.data["loss_curve"]) == 15 and res.metrics["steps"] == 15
     assert "step budget ran out" in res.findings[0].message

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 EVIL = "<img src=x onerror=alert(1)>"
 # Shorter sweeps than the defaults: the test is about the report, not the probes' verdicts.
-QUICK = {"lr-range": {"num_it": 40, "samples": 64}, "overfit": {"max_steps": 40, "max_seconds": 5.0}}
+QUICK = {"lr-range": {"num_it": 40, "samples": 64}, "overfit": {"steps": 40, "max_seconds": 5.0}}
 
 
 def _chromium(args: list[str], profile: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -230,3 +230,17 @@ def test_run_finished_is_called_for_objects():
     nndiag.check(model=lambda: nn.Linear(4, 3), batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
                  loss_fn=nn.CrossEntropyLoss(), probes=["params"], plugins=[mod])
     assert seen == [1]
+
+
+def test_report_json_survives_odd_values_in_probe_data():
+    import json
+    import math
+
+    from nndiag.report import ProbeResult, Report, Status, SubjectReport
+
+    data = {"a_set": {3, 1}, "tensor": torch.tensor([1.0, 2.0]), "nan": float("nan"), "obj": object}
+    r = ProbeResult("x", Status.PASS, "ok", metrics={"inf": math.inf}, data=data)
+    out = json.loads(json.dumps(Report((SubjectReport("s", (r,)),)).to_dict(), allow_nan=False))
+    (res,) = out["results"]
+    assert res["data"]["a_set"] == [1, 3] and res["data"]["tensor"] == [1.0, 2.0]
+    assert res["data"]["nan"] == "nan" and res["metrics"]["inf"] == "inf"

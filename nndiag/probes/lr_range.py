@@ -80,8 +80,7 @@ class LrRangeProbe(Probe):
     """Smith's LR range test on a fresh model; suggestions and a verdict on the configured LR."""
 
     id = "lr-range"
-    description = ("Learning-rate range test: loss over an exponential LR sweep, suggested LRs, and "
-                   "whether the configured LR is far outside the good range.")
+    description = "LR range test: loss over an LR sweep, suggested LRs, verdict on the configured LR."
     Config = LrRangeConfig
 
     def run(self, ctx: ProbeContext, out: Outcome) -> None:

@@ -40,7 +40,7 @@ class OverfitConfig:
 
     samples: int = threshold(32, "nndiag choice between TheDeepChecker's batch of 16 and a usual "
                              "loader batch (prior-art.md)", "samples of the first batch to fit")
-    max_steps: int = threshold(300, "tutorial checklist runs 100 steps (tutorials/002); measured: the "
+    steps: int = threshold(300, "tutorial checklist runs 100 steps (tutorials/002); measured: the "
                                "reference models need 14-87 (docs/probes/overfit.md), so 300 leaves "
                                "a 3x margin", "step budget")
     max_seconds: float = threshold(60.0, "measured: the slowest reference model (seq_classifier, 78-87 "
@@ -228,7 +228,7 @@ class OverfitProbe(Probe):
         met = False
         all_right = None
         start = time.perf_counter()
-        for step in range(max(1, int(cfg.max_steps))):
+        for step in range(max(1, int(cfg.steps))):
             if own_step:
                 opt.zero_grad(set_to_none=True)
                 output = bench.forward(model, batch)
@@ -308,13 +308,13 @@ class OverfitProbe(Probe):
         out.metric("loss_floor", floor)
         out.metric("steps", steps)
         out.metric("seconds", seconds)
-        out.metric("max_steps", int(cfg.max_steps))
+        out.metric("steps", int(cfg.steps))
         out.metric("max_seconds", float(cfg.max_seconds))
         out.metric("samples", n)
         if scorer is not None:
             out.metric("accuracy", accs[-1] if accs else None)
             out.metric("chance_accuracy", scorer.chance)
-        budget = (f"{steps} of {int(cfg.max_steps)} steps, {seconds:.1f} of {cfg.max_seconds:g} s, "
+        budget = (f"{steps} of {int(cfg.steps)} steps, {seconds:.1f} of {cfg.max_seconds:g} s, "
                   f"on {n} samples")
         floor_note = f" (loss floor {floor:.3g}: {floor_why})" if floor else ""
         need = f"needed < {target:.3g}{floor_note}" if math.isfinite(target) else (
@@ -384,11 +384,11 @@ class OverfitProbe(Probe):
                      value=base_gain, limit=lim, metric="baseline_gain")
         else:
             acc_note = f"; batch accuracy {acc:.0%}" if acc is not None else ""
-            ran_out = ("the time budget ran out" if steps < int(cfg.max_steps) else "the step budget ran out")
+            ran_out = ("the time budget ran out" if steps < int(cfg.steps) else "the step budget ran out")
             out.warn(f"The model learns but did not fit one batch of {n} samples within the budget "
                      f"({ran_out}): {what}{acc_note} after {budget}. Training may just be slow (a small "
                      "learning rate, dropout or heavy regularisation, a hard batch, a busy machine); raise "
-                     "overfit.max_steps or overfit.max_seconds to see if it gets there. If the loss has a "
+                     "overfit.steps or overfit.max_seconds to see if it gets there. If the loss has a "
                      "floor above zero (a KL term, label smoothing), set overfit.loss_floor or "
                      "overfit.skip_reason.", value=best, limit=target, metric="best_loss")
         out.summary = f"not fitted: {what}; {budget}"

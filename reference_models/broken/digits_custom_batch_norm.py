@@ -9,7 +9,7 @@ depends on the other samples in the batch (and a batch of one gives NaN). Expect
 
 import torch
 import torch.nn as nn
-from _digits_base import dataloader, build_model, loss_fn, build_optimizer  # noqa: F401 - contract names
+from _digits_base import dataloader, loss_fn, build_optimizer  # noqa: F401 - contract names
 
 
 class Standardize(nn.Module):
@@ -28,3 +28,7 @@ class DigitsMLP(nn.Module):
         return self.fc2(torch.relu(self.norm(self.fc1(x))))
 
 
+
+
+def build_model():
+    return DigitsMLP()

@@ -10,7 +10,7 @@ the batch, so every prediction depends on the other samples, and on the batch si
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _digits_base import dataloader, build_model, build_optimizer  # noqa: F401 - contract names
+from _digits_base import dataloader, build_optimizer  # noqa: F401 - contract names
 
 
 class DigitsMLP(nn.Module):
@@ -27,3 +27,7 @@ class DigitsMLP(nn.Module):
 loss_fn = nn.NLLLoss()
 
 
+
+
+def build_model():
+    return DigitsMLP()
