@@ -30,6 +30,7 @@ def check(
     weights: str | Path | None = None,
     name: str | None = None,
     plugins: Sequence[object] = (),
+    threads: int | None = None,
     **probe_settings: Mapping[str, Any],
 ) -> Report:
     """Run probes and return the :class:`~nndiag.report.Report`.
@@ -39,7 +40,8 @@ def check(
     ``loss_fn``/``training_step``/``train_step``. ``optimizer`` is a factory ``params -> Optimizer``.
     Per-probe settings go in ``settings={"overfit": {"steps": 300}}``; ``seed`` and ``device``
     default to the file's ``nndiag_config`` values, else 0 and ``cpu``. or as keywords with the probe
-    id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``.
+    id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``. ``threads``
+    sets torch's CPU threads while the probes run (restored afterwards).
     """
     from nndiag.runner import RunOptions, check_paths, check_subject, finish_run
 
@@ -47,7 +49,8 @@ def check(
     for key, value in (settings or {}).items():
         merged.setdefault(key, {}).update(value)
     options = RunOptions(probes=tuple(probes), skip=tuple(skip), seed=seed, device=device,
-                         settings=merged, weights=weights, extra_plugins=tuple(plugins))
+                         settings=merged, weights=weights, extra_plugins=tuple(plugins),
+                         threads=threads)
     if path is not None:
         if model is not None:
             raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")

@@ -50,10 +50,13 @@ def main() -> None:
               help="Load this state_dict into every fresh model (check a trained model).")
 @click.option("--data-dir", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help="Data root for model files that read NNDIAG_DATA_DIR (the reference models do).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Torch CPU threads while the probes run (1 is fastest for small models on a busy "
+              "machine).  [default: torch's own]")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
 def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fail_on, settings,
-          weights, data_dir, show_traceback, quiet) -> None:
+          weights, data_dir, threads, show_traceback, quiet) -> None:
     """Check one or more model files (see docs/model-file.md for what a file defines)."""
     from nndiag.progress import progress_display
     from nndiag.runner import RunOptions, check_paths
@@ -66,7 +69,7 @@ def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fai
         preload()
     try:
         options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
-                             settings=parse_settings(settings), weights=weights)
+                             settings=parse_settings(settings), weights=weights, threads=threads)
         with progress_display(quiet=quiet) as progress:
             report = check_paths(files, options, progress=progress)
     except NndiagError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ class RunOptions:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # probe id -> settings
     weights: str | Path | None = None
     extra_plugins: Sequence[object] = ()
+    threads: int | None = None  # torch intra-op threads while probes run; None: torch's default
 
 
 def resolve_device(device: str) -> str:
@@ -118,7 +120,7 @@ def check_subject(subject, options: RunOptions | None = None,
     bench = Workbench(subject, device=device, seed=seed)
     shared: dict[Any, Any] = {}
     results = []
-    with preserved_rng():
+    with preserved_rng(), torch_threads(options.threads):
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(subject.name, spec.id, index, len(specs))
@@ -129,6 +131,28 @@ def check_subject(subject, options: RunOptions | None = None,
             results.append(result)
             pm.hook.nndiag_probe_finished(subject=subject.name, result=result)
     return SubjectReport(subject.name, tuple(results))
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Use ``threads`` torch threads inside the block, then restore the caller's setting.
+
+    Small models run fastest on one thread, and on a busy machine torch's default (one per core)
+    can be 10-30x slower (measured: benchmarks/check_all_probes.py --threads).
+    """
+    import torch
+
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}.", hint="Use e.g. --threads 1.")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _validated_file_config(subject, available) -> dict[str, Any]:

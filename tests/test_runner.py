@@ -244,3 +244,16 @@ def test_report_json_survives_odd_values_in_probe_data():
     (res,) = out["results"]
     assert res["data"]["a_set"] == [1, 3] and res["data"]["tensor"] == [1.0, 2.0]
     assert res["data"]["nan"] == "nan" and res["metrics"]["inf"] == "inf"
+
+
+def test_threads_option_applies_during_the_run_and_is_restored():
+    import types
+
+    seen = []
+    mod = types.ModuleType("thread_listener")
+    mod.nndiag_probe_finished = nndiag.hookimpl(lambda subject, result: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    nndiag.check(model=lambda: nn.Linear(4, 3), batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
+                 loss_fn=nn.CrossEntropyLoss(), probes=["params"], plugins=[mod], threads=target)
+    assert seen == [target] and torch.get_num_threads() == before

@@ -99,8 +99,7 @@ class UpdatesProbe(Probe):
     gradients are cleared between the user's train_step calls."""
 
     id = "updates"
-    description = ("Does one optimizer step change every trainable parameter; does the optimizer "
-                   "hold every trainable parameter; are gradients cleared between steps.")
+    description = "Does one step change every trainable parameter; optimizer holds them all; zero_grad between steps?"
     Config = UpdatesConfig
 
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
