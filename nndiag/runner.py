@@ -117,6 +117,7 @@ def check_subject(subject, options: RunOptions | None = None,
     seed = int(options.seed if options.seed is not None else cfg.get("seed", 0))
     device = resolve_device(options.device or cfg.get("device", "cpu"))
 
+    _warm_up_torch()
     bench = Workbench(subject, device=device, seed=seed)
     shared: dict[Any, Any] = {}
     results = []
@@ -131,6 +132,23 @@ def check_subject(subject, options: RunOptions | None = None,
             results.append(result)
             pm.hook.nndiag_probe_finished(subject=subject.name, result=result)
     return SubjectReport(subject.name, tuple(results))
+
+
+_WARM = False
+
+
+def _warm_up_torch() -> None:
+    """Pay torch's one-off lazy imports before the probes, so probe times mean what they say.
+
+    The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo`` (2-3 s here);
+    without this the first probe that builds one would be charged for it.
+    """
+    global _WARM
+    if not _WARM:
+        import torch
+
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        _WARM = True
 
 
 @contextmanager
