@@ -64,6 +64,18 @@ class Outcome:
         """Shorthand for a ``warn`` finding."""
         return self.finding(Status.WARN, message, **kw)
 
+    def graded(self, message: str, *, value: float, warn_limit: float, fail_limit: float,
+               **kw: Any) -> Finding | None:
+        """A ``fail`` above ``fail_limit``, else a ``warn`` above ``warn_limit``, else nothing.
+
+        The finding's ``limit`` is the one that was crossed.
+        """
+        if value > fail_limit:
+            return self.fail(message, value=value, limit=fail_limit, **kw)
+        if value > warn_limit:
+            return self.warn(message, value=value, limit=warn_limit, **kw)
+        return None
+
     def metric(self, name: str, value: Any) -> None:
         """Record a scalar metric (one CSV row)."""
         self.metrics[name] = _num(value)

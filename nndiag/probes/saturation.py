@@ -96,12 +96,8 @@ class SaturationProbe(Probe):
                    "(standardise them), weights initialised too large (e.g. nn.init.normal_ with its "
                    "default std=1), or a deep sigmoid/tanh stack. Fixes: normalise the inputs, use the "
                    "default or Xavier init, or ReLU-family hidden activations with BatchNorm/LayerNorm.")
-            if frac > cfg.fail_fraction:
-                out.fail(msg, where=site.where, value=frac, limit=cfg.fail_fraction,
-                         metric="saturated_fraction")
-            else:
-                out.warn(msg, where=site.where, value=frac, limit=cfg.warn_fraction,
-                         metric="saturated_fraction")
+            out.graded(msg, where=site.where, value=frac, warn_limit=cfg.warn_fraction,
+                       fail_limit=cfg.fail_fraction, metric="saturated_fraction")
         return row
 
     def _softmax(self, out: Outcome, site, level: float) -> dict:
@@ -125,12 +121,8 @@ class SaturationProbe(Probe):
                    "gradient through it is nearly zero. Likely causes: logits on a large scale "
                    "(unscaled inputs, large init, a missing temperature or 1/sqrt(d) scaling). Fix the "
                    "scale of the logits.")
-            if frac > cfg.fail_fraction:
-                out.fail(msg, where=site.where, value=frac, limit=cfg.fail_fraction,
-                         metric="saturated_fraction")
-            else:
-                out.warn(msg, where=site.where, value=frac, limit=cfg.warn_fraction,
-                         metric="saturated_fraction")
+            out.graded(msg, where=site.where, value=frac, warn_limit=cfg.warn_fraction,
+                       fail_limit=cfg.fail_fraction, metric="saturated_fraction")
         return row
 
 
