@@ -348,3 +348,41 @@ def test_xdist_workers_send_their_checks(suite):
     data = _json(suite.path / "x.json")
     assert data["subject"] == [f"net{i} (test_many.py::test_check[{i}])" for i in range(4)]
     assert len(data["results"]) == 4
+
+
+REFERENCE_PROJECT = '''
+from pathlib import Path
+
+from nndiag.testing import assert_gradients_flow, assert_report_ok
+
+REPO = Path({repo!r})
+
+
+def test_reference_mlp_is_healthy(nndiag):
+    report = nndiag.check(REPO / "reference_models" / "mlp.py", probes=["params", "data", "nan", "gradients"])
+    assert_report_ok(report)
+
+
+def test_detached_mlp_is_caught(nndiag):
+    report = nndiag.check(REPO / "reference_models" / "broken" / "mlp_detached_layer.py",
+                          probes=["params", "nan", "gradients"])
+    assert_gradients_flow(report)
+'''
+
+
+def test_fresh_project_on_the_reference_mlp_and_a_broken_one(suite, repo, mnist_available):
+    """Issue #5's acceptance: the healthy test passes, the broken one fails with the table, and the
+    session report lists both."""
+    suite.makepyfile(test_model=REFERENCE_PROJECT.format(repo=str(repo)))
+    result = suite.runpytest("--nndiag-report", "report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "E *NndiagAssertionError: nndiag: 2 findings at FAIL for subject '*mlp_detached_layer.py'",
+        "E       probe * where * value * limit",
+        "E       gradients * fc1.weight *",
+        "FAILED test_model.py::test_detached_mlp_is_caught - *",
+    ])
+    data = _json(suite.path / "report.json")
+    subjects = [s["subject"] for s in data["subjects"]]
+    assert any("mlp.py (test_model.py::test_reference_mlp_is_healthy)" in s for s in subjects)
+    assert any("mlp_detached_layer.py (test_model.py::test_detached_mlp_is_caught)" in s for s in subjects)
