@@ -206,7 +206,8 @@ def _progress_bar(total: int, name: str, quiet: bool):
         tqdm = None
     if tqdm is None or quiet:
         return _NoBar()
-    return tqdm(total=total, desc=name, unit="batch", dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=total, desc=name, unit="batch", dynamic_ncols=True, mininterval=1.0,
+                disable=None)  # None: shown on a terminal, silent when piped (CI logs)
 
 
 class _NoBar:

@@ -61,7 +61,18 @@ class SaturationProbe(Probe):
                      "call), so nothing can saturate." + fused)
         sites.sort(key=lambda s: trace.sites.index(s))
         rows = []
+        trained = ctx.subject.weights is not None
         for site in sites:
+            if trained and _is_output_site(trace, site, sites):
+                # A trained classifier's output sigmoid/softmax is meant to be confident: pinned
+                # near 0/1 is the goal of training, not a stuck unit. At initialisation it is not.
+                rows.append(self._bounded(Outcome(), site, level) if site.family != "softmax"
+                            else self._softmax(Outcome(), site, level))
+                out.finding("pass", f"{site.label}: the model's output activation; with trained "
+                            "weights, confident (saturated) outputs are expected and not judged.",
+                            where=site.where, value=rows[-1]["saturated_fraction"],
+                            metric="saturated_fraction")
+                continue
             if site.family == "softmax":
                 row = self._softmax(out, site, level)
             else:
@@ -132,6 +143,18 @@ def _slope(op: str, level: float) -> float:
     if op == "sigmoid":
         return s * (1 - s) / 0.25
     return 1.0 - math.tanh(level) ** 2
+
+
+def _is_output_site(trace, site, sites) -> bool:
+    """True when ``site`` produced the model's output (possibly followed by reshapes)."""
+    o = trace.output_op
+    if o is None:
+        return False
+    if (o.op, o.module_path, o.producer) == (site.op, site.module_path, site.producer):
+        return True
+    # Shape-only ops (squeeze, view) after the activation: the last bounded/softmax site, named
+    # in the output's op chain.
+    return site is sites[-1] and any(site.op in name for name in trace.output_chain[:4])
 
 
 @hookimpl
