@@ -7,6 +7,7 @@ pipes), so machine-read output stays clean.
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -22,6 +23,7 @@ def progress_display(quiet: bool = False) -> Iterator[Callable[[str, str, int, i
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
+    started = time.monotonic()
 
     def update(subject: str, probe_id: str, index: int, total: int) -> None:
         bar = bars.get(subject)
@@ -31,7 +33,10 @@ def progress_display(quiet: bool = False) -> Iterator[Callable[[str, str, int, i
             bar = bars[subject] = tqdm(total=total, desc=subject, unit="probe", file=sys.stderr,
                                        delay=SHOW_AFTER_SECONDS, leave=False)
         bar.n = index
-        bar.set_postfix_str(probe_id, refresh=True)
+        bar.set_postfix_str(probe_id, refresh=False)
+        # Draw only once the run is older than the delay: short runs print nothing at all.
+        if time.monotonic() - started >= SHOW_AFTER_SECONDS:
+            bar.refresh()
 
     try:
         yield update
