@@ -15,16 +15,16 @@ from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "hookimpl", "Probe", "Finding", "ProbeResult", "Report", "Status",
+__all__ = ["check", "check_probe", "hookimpl", "Probe", "Finding", "ProbeResult", "Report", "Status",
            "SubjectReport", "threshold", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy exports: these pull in torch, which `nndiag --help` and the pytest plugin must not pay for.
-    if name == "check":
-        from nndiag.api import check
+    if name in ("check", "check_probe"):
+        from nndiag import api
 
-        return check
+        return getattr(api, name)
     if name in ("Probe", "threshold"):
         from nndiag import probe
 

@@ -61,6 +61,20 @@ def check(
     return finish_run(Report((check_subject(subject, options),)), options)
 
 
+def check_probe(probe: str, path: str | Path | None = None, /, **kwargs: Any):
+    """Run one probe on one subject and return its :class:`~nndiag.report.ProbeResult`.
+
+    Same arguments as :func:`check` (without ``probes``). A model file that does not load raises
+    :class:`~nndiag.errors.ModelFileError` with the same message ``nndiag check`` prints.
+    """
+    from nndiag.errors import ModelFileError
+
+    (subject,) = check(path, probes=[probe], **kwargs).subjects
+    if subject.load_error:
+        raise ModelFileError(subject.load_error)
+    return subject.result(probe)
+
+
 def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optimizer=None,
                          training_step=None, train_step=None, name=None):
     """A Subject from objects in memory, validated like a model file (same messages)."""

@@ -12,10 +12,8 @@ REPO_BROKEN = "reference_models/broken"
 LOSS = nn.CrossEntropyLoss()
 
 
-def result(**kw):
-    kw.setdefault("probes", ["batch-independence"])
-    (_, r), = list(nndiag.check(**kw).all_results())
-    return r
+def result(path=None, **kw):
+    return nndiag.check_probe("batch-independence", path, **kw)
 
 
 def seq_data(seed=0, n=16, t=4, f=3):

@@ -17,8 +17,7 @@ SEEDS = [0, 1, 2]
 
 
 def run(probe, seed=0, **kw):
-    report = nndiag.check(probes=[probe], seed=seed, **kw)
-    return report.subjects[0].result(probe)
+    return nndiag.check_probe(probe, seed=seed, **kw)
 
 
 def classification_batch(n=64, d=20, c=5, seed=0):

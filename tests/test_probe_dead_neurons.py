@@ -19,7 +19,7 @@ REF = Path(__file__).resolve().parents[1] / "reference_models"
 
 
 def run(seed=0, **kw):
-    return nndiag.check(probes=["dead-neurons"], seed=seed, **kw).subjects[0].result("dead-neurons")
+    return nndiag.check_probe("dead-neurons", seed=seed, **kw)
 
 
 def data(n=256, d=12, c=4, seed=0):

@@ -21,7 +21,7 @@ REF = Path(__file__).resolve().parents[1] / "reference_models"
 
 
 def run(seed=0, **kw):
-    return nndiag.check(probes=["loss-setup"], seed=seed, **kw).subjects[0].result("loss-setup")
+    return nndiag.check_probe("loss-setup", seed=seed, **kw)
 
 
 def data(n=128, d=8, c=4, seed=0):

@@ -20,9 +20,7 @@ needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "t10k-images-idx3-
 
 
 def run(path_or_none=None, seed=0, **kw):
-    report = nndiag.check(path_or_none, probes=["lr-range"], seed=seed, **kw)
-    (result,) = report.subjects[0].results
-    return result
+    return nndiag.check_probe("lr-range", path_or_none, seed=seed, **kw)
 
 
 # ---- the arithmetic against naive re-computations --------------------------------------------

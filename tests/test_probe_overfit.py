@@ -19,9 +19,7 @@ needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "t10k-images-idx3-
 
 
 def run(path=None, seed=0, **kw):
-    report = nndiag.check(path, probes=["overfit"], seed=seed, **kw)
-    (result,) = report.subjects[0].results
-    return result
+    return nndiag.check_probe("overfit", path, seed=seed, **kw)
 
 
 def _blobs(n=32, c=3, d=5, seed=0):

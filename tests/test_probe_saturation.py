@@ -18,7 +18,7 @@ REF = Path(__file__).resolve().parents[1] / "reference_models"
 
 
 def run(seed=0, **kw):
-    return nndiag.check(probes=["saturation"], seed=seed, **kw).subjects[0].result("saturation")
+    return nndiag.check_probe("saturation", seed=seed, **kw)
 
 
 def data(n=256, d=6, seed=0, scale=1.0):

@@ -24,11 +24,8 @@ def data(seed=0):
     return torch.randn(16, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
 
 
-def result(**kw):
-    kw.setdefault("probes", ["updates"])
-    report = nndiag.check(**kw)
-    (_, r), = list(report.all_results())
-    return r
+def result(path=None, **kw):
+    return nndiag.check_probe("updates", path, **kw)
 
 
 def step_without_zero_grad(model, optimizer, batch):

@@ -257,3 +257,13 @@ def test_threads_option_applies_during_the_run_and_is_restored():
     nndiag.check(model=lambda: nn.Linear(4, 3), batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
                  loss_fn=nn.CrossEntropyLoss(), probes=["params"], plugins=[mod], threads=target)
     assert seen == [target] and torch.get_num_threads() == before
+
+
+def test_check_probe_returns_that_probes_result_and_raises_on_a_bad_file(tmp_path):
+    from nndiag.errors import ModelFileError
+
+    r = nndiag.check_probe("params", model=lambda: nn.Linear(4, 3),
+                           batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))), loss_fn=nn.CrossEntropyLoss())
+    assert r.probe == "params" and r.metrics["total"] == 15
+    with pytest.raises(ModelFileError, match="No such model file"):
+        nndiag.check_probe("params", tmp_path / "missing.py")
