@@ -10,19 +10,12 @@ constant. Expected: ``dead-neurons`` fails on the deep layers.
 Data: scikit-learn's ``load_digits`` (8x8 digits, pixels / 16).
 """
 
-import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
+
+from _digits_base import digits, shuffled_loader
 
 DEPTH = 16
 WIDTH = 3
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
 
 
 def build_model():
@@ -34,9 +27,7 @@ def build_model():
 
 
 def dataloader():
-    x, y = _digits()
-    return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    return shuffled_loader(*digits())
 
 
 loss_fn = nn.CrossEntropyLoss()

@@ -12,14 +12,8 @@ Data: scikit-learn's ``load_digits`` (8x8 digits, pixels / 16).
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
 
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
+from _digits_base import digits, shuffled_loader
 
 
 class MLP(nn.Module):
@@ -42,9 +36,7 @@ def build_model():
 
 
 def dataloader():
-    x, y = _digits()
-    return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    return shuffled_loader(*digits())
 
 
 loss_fn = nn.CrossEntropyLoss()

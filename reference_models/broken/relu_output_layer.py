@@ -12,15 +12,8 @@ Data: scikit-learn's ``load_digits`` as 1x8x8 images (pixels / 16); layer sizes 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    return x, torch.tensor(d.target, dtype=torch.long)
+from _digits_base import digits, shuffled_loader
 
 
 class CNN(nn.Module):
@@ -47,9 +40,7 @@ def build_model():
 
 
 def dataloader():
-    x, y = _digits()
-    return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    return shuffled_loader(*digits(images=True))
 
 
 loss_fn = nn.CrossEntropyLoss()

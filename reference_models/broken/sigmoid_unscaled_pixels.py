@@ -12,15 +12,8 @@ CrossEntropyLoss).
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
 
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) * 16.0  # BUG: pixels 0-256, not scaled
-    return x, torch.tensor(d.target, dtype=torch.long)
+from _digits_base import digits, shuffled_loader
 
 
 class Net(nn.Module):
@@ -41,9 +34,7 @@ def build_model():
 
 
 def dataloader():
-    x, y = _digits()
-    return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    return shuffled_loader(*digits(scale=16.0))  # BUG: pixels 0-256, not scaled
 
 
 loss_fn = nn.CrossEntropyLoss()
