@@ -58,6 +58,13 @@ class Subject:
     data_source: str = "sample_batch()"
     user_model: torch.nn.Module | None = None  # the user's own instance, never modified
 
+    @property
+    def trained(self) -> bool:
+        """True when trained weights are loaded into every fresh model (``--weights`` or
+        ``nndiag_config["weights"]``): probes then skip judgements that only hold at
+        initialisation (loss near ln C, unsaturated outputs, a descending LR curve)."""
+        return self.weights is not None
+
 
 class Workbench:
     """A subject bound to a device and seed, with the probe batches fetched once and shared."""

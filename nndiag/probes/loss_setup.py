@@ -108,7 +108,7 @@ class LossSetupProbe(Probe):
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         self._wrong_dim = False
-        self._trained = ctx.subject.weights is not None  # no "loss at initialisation" then
+        self._trained = ctx.subject.trained  # no "loss at initialisation" then
         trace = activation_trace(ctx, cfg.samples)
         self._constant_softmax(out, trace)
         per_batch = self._traced_losses(ctx)

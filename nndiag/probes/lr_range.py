@@ -134,7 +134,7 @@ class LrRangeProbe(Probe):
         marks = [curve.diverged_at if descends or curve.stop == "nonfinite" else None]
         marks += [sug.lr_blowup] if descends else []
         lr_div = min((m for m in marks if m is not None), default=None)
-        if not descends and ctx.subject.weights is not None and lr_div is None:
+        if not descends and ctx.subject.trained and lr_div is None:
             out.data["lrs"], out.data["losses"], out.data["smoothed"] = curve.lrs, curve.losses, curve.smoothed
             out.metric("configured_lr", configured)
             out.metric("start_loss", sug.start_level)

@@ -61,7 +61,7 @@ class SaturationProbe(Probe):
                      "call), so nothing can saturate." + fused)
         sites.sort(key=lambda s: trace.sites.index(s))
         rows = []
-        trained = ctx.subject.weights is not None
+        trained = ctx.subject.trained
         for site in sites:
             if trained and _is_output_site(trace, site, sites):
                 # A trained classifier's output sigmoid/softmax is meant to be confident: pinned
