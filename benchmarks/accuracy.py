@@ -77,16 +77,16 @@ def _worker_init() -> None:
     signal.signal(signal.SIGALRM, _alarm)
 
 
-def check_one(task: tuple[str, str, int, str]) -> Run:
-    """Run every probe on one file at one seed (in a worker process)."""
-    path, kind, seed, out_dir = task
+def check_one(task: tuple[str, str, int, str, tuple[str, ...]]) -> Run:
+    """Run the probes (every probe when none are named) on one file at one seed, in a worker."""
+    path, kind, seed, out_dir, probes = task
     import nndiag
 
     run = Run(path, kind, seed)
     start = time.perf_counter()
     signal.alarm(RUN_TIMEOUT_S)
     try:
-        report = nndiag.check(REPO / path, seed=seed, threads=1)
+        report = nndiag.check(REPO / path, seed=seed, threads=1, probes=probes)
     except BaseException as exc:  # noqa: BLE001 - a load error or a hang is a result here
         run.error = f"{type(exc).__name__}: {exc}"[:300]
         return run
@@ -105,9 +105,9 @@ def check_one(task: tuple[str, str, int, str]) -> Run:
     return run
 
 
-def run_all(zoo, seeds, jobs, out_dir) -> list[Run]:
+def run_all(zoo, seeds, jobs, out_dir, probes=()) -> list[Run]:
     """Every (file, seed), in ``jobs`` worker processes, printing progress to stderr."""
-    tasks = [(path, kind, seed, out_dir) for path, kind, _ in zoo for seed in seeds]
+    tasks = [(path, kind, seed, out_dir, tuple(probes)) for path, kind, _ in zoo for seed in seeds]
     ctx = mp.get_context("spawn")
     runs = []
     with ctx.Pool(jobs, initializer=_worker_init, maxtasksperchild=20) as pool:
@@ -244,16 +244,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "accuracy"),
                     help="folder for each run's JSON report ('' to keep none)")
+    ap.add_argument("--probe", action="append", default=[],
+                    help="run only this probe (repeatable); bugs then count only their named probes")
     ap.add_argument("files", nargs="*", help="only zoo files whose path contains one of these")
     args = ap.parse_args(argv)
     zoo = load_zoo(args.ci, args.files)
+    if args.probe:  # a bug is judged only by the probes that ran
+        zoo = [(p, k, dict(e, probes=[x for x in e.get("probes", []) if x in args.probe]))
+               for p, k, e in zoo]
+        zoo = [(p, k, e) for p, k, e in zoo if k == "healthy" or e["probes"]]
     if not zoo:
         print("no zoo files found (reference_models/zoo/*/manifest.json)", file=sys.stderr)
         return 2
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    runs = run_all(zoo, args.seeds, args.jobs, args.out)
+    runs = run_all(zoo, args.seeds, args.jobs, args.out, args.probe)
     text, ok = summarise(zoo, runs, args.seeds)
     print(text)
     print(f"({len(runs)} runs in {time.perf_counter() - start:.0f} s with {args.jobs} jobs)")
