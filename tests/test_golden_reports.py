@@ -1,0 +1,108 @@
+"""Golden reports: the JSON report and the terminal output of ``nndiag check`` on the reference
+models must not change unless a probe's behaviour changes on purpose.
+
+The golden files in ``tests/golden/`` hold, per reference model, the JSON report without the
+parts that vary between runs (``seconds``, tracebacks) and the terminal output without the time
+column. A refactor must leave them equal; a new key in the report is allowed (contract §3: keys
+may be added), a changed or missing one is not.
+
+Regenerate after an intended change of a probe's verdicts, and review the diff::
+
+    NNDIAG_UPDATE_GOLDEN=1 OMP_NUM_THREADS=1 pytest -q tests/test_golden_reports.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from nndiag.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("NNDIAG_UPDATE_GOLDEN", "") not in ("", "0")
+MODELS = {"xor": False, "mlp": True, "lstm": False}  # name -> needs the MNIST data
+VOLATILE_KEYS = {"seconds", "details", "sweep_seconds"}  # wall times; tracebacks (absolute paths)
+REL_TOL = 1e-6  # floats: equal to 6 significant digits (one thread, fixed seed: runs repeat exactly)
+_TIME = re.compile(r"(?m)^(  \S+ +(?:pass|WARN|FAIL|ERROR|skip) +) *\d+\.\ds")
+
+
+def _stable(value: Any) -> Any:
+    """The report with the run-to-run varying parts removed."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def stable_text(text: str) -> str:
+    """Terminal output without the per-probe time column."""
+    return _TIME.sub(r"\1 -.-s", text)
+
+
+def differences(golden: Any, actual: Any, where: str = "$") -> list[str]:
+    """Where ``actual`` departs from ``golden``: dict keys may be added, nothing else may change."""
+    if isinstance(golden, dict):
+        if not isinstance(actual, dict):
+            return [f"{where}: was an object, now {type(actual).__name__}"]
+        out = []
+        for key, value in golden.items():
+            if key not in actual:
+                out.append(f"{where}.{key}: missing")
+            else:
+                out += differences(value, actual[key], f"{where}.{key}")
+        return out
+    if isinstance(golden, list):
+        if not isinstance(actual, list) or len(actual) != len(golden):
+            return [f"{where}: list of {len(golden)} became {actual!r:.80}"]
+        return [d for i, (g, a) in enumerate(zip(golden, actual)) for d in differences(g, a, f"{where}[{i}]")]
+    if isinstance(golden, float) and isinstance(actual, (int, float)) and not isinstance(actual, bool):
+        if math.isclose(golden, actual, rel_tol=REL_TOL, abs_tol=1e-12):
+            return []
+    elif golden == actual and type(golden) is type(actual):
+        return []
+    return [f"{where}: {golden!r:.80} became {actual!r:.80}"]
+
+
+def test_differences_allows_added_keys_only():
+    golden = {"a": 1, "b": [1.0, {"c": "x"}]}
+    assert differences(golden, {"a": 1, "b": [1.0 + 1e-9, {"c": "x", "new": 2}], "z": 0}) == []
+    assert differences(golden, {"a": 2, "b": [1.0, {"c": "x"}]}) == ["$.a: 1 became 2"]
+    assert differences(golden, {"b": [1.0]})[0] == "$.a: missing"
+    assert differences(golden, {"a": 1, "b": [1.1, {"c": "y"}]}) == ["$.b[0]: 1.0 became 1.1",
+                                                                     "$.b[1].c: 'x' became 'y'"]
+    assert stable_text("  nan   pass     12.3s  ok\n") == "  nan   pass      -.-s  ok\n"
+
+
+def _run(name: str, tmp_path: Path, repo: Path, monkeypatch) -> tuple[dict, str]:
+    monkeypatch.chdir(repo)  # subject names are the relative paths, as a user types them
+    out = tmp_path / f"{name}.json"
+    result = CliRunner().invoke(main, ["check", f"reference_models/{name}.py", "--threads", "1",
+                                       "--json", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    return _stable(json.loads(out.read_text(encoding="utf-8"))), stable_text(result.output)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reference_report_matches_golden(name, tmp_path, repo, monkeypatch, request):
+    if MODELS[name]:
+        request.getfixturevalue("mnist_available")
+    report, text = _run(name, tmp_path, repo, monkeypatch)
+    json_file, text_file = GOLDEN / f"{name}.json", GOLDEN / f"{name}.txt"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        text_file.write_text(text, encoding="utf-8")
+    if not json_file.exists():
+        pytest.fail(f"No golden report {json_file}; create it with NNDIAG_UPDATE_GOLDEN=1.")
+    diffs = differences(json.loads(json_file.read_text(encoding="utf-8")), report)
+    assert not diffs, (f"{name}: the JSON report changed ({len(diffs)} differences; if intended, "
+                       "regenerate with NNDIAG_UPDATE_GOLDEN=1):\n" + "\n".join(diffs[:40]))
+    assert text == text_file.read_text(encoding="utf-8"), f"{name}: the terminal output changed"
