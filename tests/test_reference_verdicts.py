@@ -1,7 +1,8 @@
 """The proof that the probes work on real bugs and raise no false alarms (issue #3, "Done when"):
 
-* each broken variant in ``reference_models/broken/`` fails exactly the probes its manifest lists
-  (``nndiag check FILE --json``, every probe, seed 0);
+* each broken variant in ``reference_models/broken/`` fails exactly the probes its entry in the bug
+  manifest ``reference_models/zoo/bugs/manifest.json`` lists under ``probes`` (``nndiag check FILE
+  --json``, every probe, seed 0); the zoo's own bug files are calibration targets, not asserted here;
 * no healthy reference model gets a ``fail`` from any probe, fresh or with its trained weights, and
   every ``warn`` it gets is one documented in ``HEALTHY_WARNINGS`` with its reason.
 """
@@ -19,7 +20,10 @@ from nndiag.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "reference_models" / "broken"
-MANIFEST = json.loads((BROKEN / "manifest.json").read_text())
+BUG_MANIFEST = json.loads((REPO / "reference_models" / "zoo" / "bugs" / "manifest.json").read_text())
+# The broken variants' entries, keyed by file name: only these have verdicts asserted today.
+MANIFEST = {Path(key).name: entry for key, entry in BUG_MANIFEST.items()
+            if key.startswith("reference_models/broken/")}
 WEIGHTS = REPO / "reference_models" / "weights"
 
 # Warnings a healthy reference model may get, each with the documented reason.
@@ -48,9 +52,48 @@ def needs_mnist(path: Path) -> bool:
 
 def test_every_broken_variant_is_in_the_manifest():
     files = {p.name for p in BROKEN.glob("*.py") if not p.name.startswith("_")}
-    assert files == set(MANIFEST), "add each broken file to manifest.json (and only those)"
+    assert files == set(MANIFEST), "add each broken file to reference_models/zoo/bugs/manifest.json (and only those)"
     for name, entry in MANIFEST.items():
-        assert entry["fails"] and entry["bug"], name
+        assert entry["probes"] and entry["bug"], name
+
+
+BUG_FIELDS = {"bug", "source", "probes", "why", "symptom", "ci"}
+SYMPTOMS = {"nan", "no_learning", "diverges", "slow", "frozen", "wrong_output"}
+ZOO_BUGS = REPO / "reference_models" / "zoo" / "bugs"
+
+
+def _symptom_functions() -> set[str]:
+    """Names of the top-level functions in zoo/bugs/symptoms.py (read with ast: no torch import)."""
+    import ast
+
+    path = ZOO_BUGS / "symptoms.py"
+    if not path.exists():
+        return set()
+    tree = ast.parse(path.read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_bug_manifest_lists_every_bug_file_with_a_complete_entry():
+    from nndiag.plugins import collect_probes, get_plugin_manager
+
+    probe_ids = set(collect_probes(get_plugin_manager(load_entry_points=False)))
+    files = {f"reference_models/zoo/bugs/{p.name}" for p in ZOO_BUGS.glob("*.py")
+             if not p.name.startswith("_") and p.name != "symptoms.py"}
+    files |= {f"reference_models/broken/{p.name}" for p in BROKEN.glob("*.py") if not p.name.startswith("_")}
+    assert files == set(BUG_MANIFEST), {"not in the manifest": sorted(files - set(BUG_MANIFEST)),
+                                        "no such file": sorted(set(BUG_MANIFEST) - files)}
+    stems = [Path(key).stem for key in BUG_MANIFEST]
+    assert len(stems) == len(set(stems)), "bug file stems must be unique (symptoms.py is keyed by stem)"
+    functions = _symptom_functions()
+    for key, entry in BUG_MANIFEST.items():
+        assert BUG_FIELDS <= set(entry), (key, sorted(BUG_FIELDS - set(entry)))
+        assert entry["bug"] and entry["source"] and entry["why"], key
+        assert entry["probes"] and set(entry["probes"]) <= probe_ids, (key, entry["probes"])
+        assert set(entry.get("warn_ok", [])) <= probe_ids, (key, entry.get("warn_ok"))
+        assert entry["symptom"] in SYMPTOMS, (key, entry["symptom"])
+        assert isinstance(entry["ci"], bool), key
+        if entry["symptom"] == "wrong_output":
+            assert Path(key).stem in functions, f"{key}: add `def {Path(key).stem}(subject, trace)` to symptoms.py"
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
@@ -60,7 +103,7 @@ def test_broken_variant_fails_exactly_its_manifest_probes(name, tmp_path):
         pytest.skip("needs MNIST (NNDIAG_DATA_DIR)")
     report = check_json(path, tmp_path)
     failed = sorted(r["probe"] for r in report["results"] if r["status"] == "fail")
-    assert failed == sorted(MANIFEST[name]["fails"]), {
+    assert failed == sorted(MANIFEST[name]["probes"]), {
         r["probe"]: (r["status"], r["summary"]) for r in report["results"]}
 
 
