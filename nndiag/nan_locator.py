@@ -54,14 +54,18 @@ class _FirstNonFinite:
             self.module_found = (path, module)
 
 
-def locate(bench: Workbench, event: NonFinite) -> Producer | None:
-    """Replay to ``event.step`` and return the producer, or None if the replay did not reproduce it."""
+def locate(bench: Workbench, event: NonFinite, batches: list | None = None) -> Producer | None:
+    """Replay to ``event.step`` and return the producer, or None if the replay did not reproduce it.
+
+    ``batches`` are the batches the run cycled over: the probe batches (the shared training pass)
+    unless another probe's run is replayed (the overfit run's one batch).
+    """
     if event.stage not in ("loss", "gradients", "forward"):
         return None
     with fork_seeded(bench.seed):
         model = bench.fresh_model()
         optimizer = bench.make_optimizer(model)
-        batches = bench.probe_batches()
+        batches = list(batches) if batches is not None else bench.probe_batches()
         for step in range(event.step):
             bench.train_one_step(model, optimizer, batches[step % len(batches)])
         batch = batches[event.step % len(batches)]

@@ -120,8 +120,9 @@ def select_probes(
 
 
 # Cheap probes first so a run that gets interrupted has the quick answers; the rest by id.
-_COST_ORDER = ("params", "data", "nan", "gradients", "loss-setup", "updates", "dead-neurons",
-               "saturation", "batch-independence", "overfit", "lr-range")
+# nan comes after overfit: it judges every training run nndiag made, overfit's included.
+_COST_ORDER = ("params", "data", "gradients", "loss-setup", "updates", "dead-neurons",
+               "saturation", "batch-independence", "overfit", "nan", "lr-range")
 
 
 def _in_cost_order(specs: list[ProbeSpec]) -> list[ProbeSpec]:

@@ -177,6 +177,25 @@ def config_sources(probe_cls: type[Probe]) -> list[dict[str, Any]]:
     return out
 
 
+_OBSERVED_KEY = "__observed_non_finite__"
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A probe's training loop that went non-finite: enough to replay it and locate the producer.
+
+    ``batches`` are the batches the loop cycled over (step k used ``batches[k % len(batches)]``),
+    ``step`` the step (from 0) whose loss or gradient was first non-finite, ``stage`` "loss" or
+    "gradients", and ``source`` a phrase for messages ("the overfit run on one batch of 32").
+    """
+
+    source: str
+    batches: tuple[Any, ...]
+    step: int
+    stage: str
+    detail: str
+
+
 class ProbeContext:
     """What a probe sees: the workbench (models, batches, user code), the run seed, and the cache
     of shared passes so that two probes needing the same pass compute it once."""
@@ -200,6 +219,18 @@ class ProbeContext:
     def device(self):
         """The torch device the probes run on."""
         return self.bench.device
+
+    def observe_non_finite(self, run: TrainingRun) -> None:
+        """Record that a training loop of this probe went non-finite (the ``nan`` probe judges it).
+
+        Every training nndiag runs is watched, not only the ``nan`` probe's own pass: a loss that
+        turns NaN at step 42 of the overfit run is a ``nan`` finding with its producer located.
+        """
+        self._shared.setdefault(_OBSERVED_KEY, []).append(run)
+
+    def observed_non_finite(self) -> list["TrainingRun"]:
+        """The non-finite training runs other probes recorded so far, in the order they ran."""
+        return list(self._shared.get(_OBSERVED_KEY, []))
 
     def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The value of a shared pass: computed on first use (under the run seed), then reused.

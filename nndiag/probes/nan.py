@@ -1,4 +1,9 @@
-"""``nan``: does any NaN/Inf appear within a few training steps, and where first.
+"""``nan``: does any NaN/Inf appear in the training nndiag runs, and where first.
+
+It watches its own few steps on the probe batches (the shared pass), and judges every other
+training run of the same check too: a loss that turns non-finite at step 42 of the overfit run is
+a ``nan`` finding with its producer located by a replay of that run (issue 9, "one training pass
+sees everything"). So that those runs have happened, nan runs after overfit.
 
 Answers in the order the values flow: already in the inputs or targets, already in a parameter,
 produced in the forward pass (the first module whose inputs were finite and whose output is not,
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from nndiag.hookspecs import hookimpl
 from nndiag.nan_locator import locate
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
-from nndiag.training_trace import shared_training_trace
+from nndiag.training_trace import NonFinite, shared_training_trace
 
 # Gradient statistics kept by the shared pass; the gradients probe reads these steps.
 GRADIENT_STATS_STEPS = 5
@@ -63,6 +68,16 @@ class NanProbe(Probe):
         out.data["loss_curve"] = list(trace.losses)
         event = trace.non_finite
         if event is None:
+            # The nan probe runs after the other training probes (plugins' cost order), so every
+            # training loop nndiag ran on this subject has been watched by now.
+            observed = ctx.observed_non_finite()
+            if observed:
+                run = observed[0]
+                out.metric("first_nonfinite_step", run.step)
+                out.metric("nonfinite_source", run.source)
+                self._report_producer(ctx, out, NonFinite(run.step, run.stage, "", run.detail),
+                                      batches=list(run.batches), source=run.source)
+                return
             out.metric("first_nonfinite_step", None)
             out.summary = f"no NaN/Inf in {trace.steps_run} training steps"
             return
@@ -83,37 +98,40 @@ class NanProbe(Probe):
             return
         self._report_producer(ctx, out, event)
 
-    def _report_producer(self, ctx: ProbeContext, out: Outcome, event) -> None:
-        producer = locate(ctx.bench, event)
+    def _report_producer(self, ctx: ProbeContext, out: Outcome, event, batches=None,
+                         source: str = "") -> None:
+        producer = locate(ctx.bench, event, batches)
         step = event.step
+        # Where the step counts from: the shared training pass, or another probe's run.
+        at = f"step {step} of {source}" if source else f"step {step}"
         if producer is None:
-            out.fail(f"The {event.stage} became NaN/Inf at step {step} ({event.detail}), but a replay "
+            out.fail(f"The {event.stage} became NaN/Inf at {at} ({event.detail}), but a replay "
                      "of that step did not reproduce it, so its producer could not be located "
                      "(non-deterministic code?). Run with torch.autograd.detect_anomaly() to dig in.",
                      where=event.stage, metric="first_nonfinite_step", value=step)
-            out.summary = f"{event.stage} NaN/Inf at step {step} (producer not located)"
+            out.summary = f"{event.stage} NaN/Inf at {at} (producer not located)"
             return
         if producer.stage == "parameters":
             out.fail(f"{producer.detail}: an update with a finite but huge gradient overflowed it. "
                      "Lower the learning rate or clip gradients.", where=producer.where,
                      metric="first_nonfinite_step", value=step)
-            out.summary = f"parameter {producer.where} became NaN/Inf before step {step}"
+            out.summary = f"parameter {producer.where} became NaN/Inf before {at}"
             return
         op = producer.op.split(".")[-1]
         hint = _OP_HINTS.get(op.rstrip("_"), _GENERIC_HINT)
         if producer.stage == "gradients":
-            out.fail(f"At step {step} the forward pass and loss were finite, but the gradient of "
+            out.fail(f"At {at} the forward pass and loss were finite, but the gradient of "
                      f"{producer.where} is NaN/Inf: {producer.detail}. Typical causes: sqrt or norm "
                      "of exactly 0, or exploding gradients; clip gradients or lower the learning rate.",
                      where=producer.where, metric="first_nonfinite_step", value=step)
-            out.summary = f"first NaN/Inf in the gradient of {producer.where} at step {step}"
+            out.summary = f"first NaN/Inf in the gradient of {producer.where} at {at}"
             return
         place = ("the loss function" if producer.stage == "loss" else producer.where)
-        out.fail(f"First NaN/Inf produced at step {step} in {place}: {producer.detail}. "
+        out.fail(f"First NaN/Inf produced at {at} in {place}: {producer.detail}. "
                  f"Likely cause: {hint}.", where=producer.where if producer.stage != "loss" else "loss",
                  metric="first_nonfinite_step", value=step)
         out.metric("producer_op", producer.op)
-        out.summary = f"first NaN/Inf at step {step} in {place} ({producer.op or 'module output'})"
+        out.summary = f"first NaN/Inf at {at} in {place} ({producer.op or 'module output'})"
 
 
 @hookimpl

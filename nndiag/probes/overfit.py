@@ -29,7 +29,7 @@ import torch
 from nndiag.batches import batch_size, split_batch, take_samples
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
-from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.probe import TrainingRun, Outcome, Probe, ProbeContext, threshold
 
 _REGRESSION_LOSSES = (torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.SmoothL1Loss, torch.nn.HuberLoss)
 
@@ -247,6 +247,10 @@ class OverfitProbe(Probe):
                 loss = bench.train_one_step(model, opt, batch)
             curve.append(loss)
             if not math.isfinite(loss):
+                # Every training nndiag runs is watched: the nan probe locates the producer.
+                ctx.observe_non_finite(TrainingRun(
+                    f"the overfit run (one batch of {n})", (batch,), step, "loss",
+                    f"the loss is {loss}"))
                 break
             if step == 0:
                 # A loss that starts at or below its floor (a log-likelihood that can go negative,
