@@ -43,14 +43,12 @@ def check(
     id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``. ``threads``
     sets torch's CPU threads while the probes run (restored afterwards).
     """
-    from nndiag.runner import RunOptions, check_paths, check_subject, finish_run
+    from nndiag.options import run_options
+    from nndiag.runner import check_paths, check_subject, finish_run
 
-    merged = {k.replace("_", "-"): dict(v) for k, v in probe_settings.items()}
-    for key, value in (settings or {}).items():
-        merged.setdefault(key, {}).update(value)
-    options = RunOptions(probes=tuple(probes), skip=tuple(skip), seed=seed, device=device,
-                         settings=merged, weights=weights, extra_plugins=tuple(plugins),
-                         threads=threads)
+    # keyword settings first: an explicit settings= wins over them, key by key
+    options = run_options(**probe_settings, probes=probes, skip=skip, seed=seed, device=device,
+                          settings=settings, weights=weights, plugins=plugins, threads=threads)
     if path is not None:
         if model is not None:
             raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")

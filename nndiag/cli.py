@@ -14,6 +14,7 @@ import click
 
 from nndiag import __version__
 from nndiag.errors import NndiagError
+from nndiag.options import RunOptions, option_help, parse_settings
 from nndiag.report import FailOn
 
 EXIT_HELP = """Exit status: 0 when no probe reached the --fail-on level, 1 when one did (or a probe
@@ -30,36 +31,31 @@ def main() -> None:
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
-@click.option("--probe", "probes", multiple=True, metavar="ID",
-              help="Run only this probe (repeatable). See `nndiag probes` for the ids.")
-@click.option("--skip", "skip", multiple=True, metavar="ID", help="Do not run this probe (repeatable).")
+@click.option("--probe", "probes", multiple=True, metavar="ID", help=option_help("probes"))
+@click.option("--skip", "skip", multiple=True, metavar="ID", help=option_help("skip"))
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="PATH", help="Write the long-form CSV report here ('-' for stdout).")
 @click.option("--html", "html_path", metavar="PATH", help="Write the self-contained HTML report here ('-' for stdout).")
 @click.option("--seed", type=int, default=None,
-              help="Seed for torch, numpy and random before every probe.  [default: the file's "
-              "nndiag_config seed, else 0]")
+              help=option_help("seed") + "  [default: the file's nndiag_config seed, else 0]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
-              help="Where the probes run; auto picks cuda when available.  [default: the file's "
-              "nndiag_config device, else cpu]")
+              help=option_help("device") + "  [default: the file's nndiag_config device, else cpu]")
 @click.option("--fail-on", default="fail", show_default=True, type=click.Choice([f.value for f in FailOn]),
               help="The lowest probe status that makes the exit status 1.")
-@click.option("--set", "settings", multiple=True, metavar="PROBE.KEY=VALUE",
-              help="Override a probe setting, e.g. --set overfit.steps=300 (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="PROBE.KEY=VALUE", help=option_help("settings"))
 @click.option("--weights", metavar="PATH", type=click.Path(dir_okay=False, path_type=str),
-              help="Load this state_dict into every fresh model (check a trained model).")
+              help=option_help("weights"))
 @click.option("--data-dir", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help="Data root for model files that read NNDIAG_DATA_DIR (the reference models do).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Torch CPU threads while the probes run (1 is fastest for small models on a busy "
-              "machine).  [default: torch's own]")
+              help=option_help("threads") + "  [default: torch's own]")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
 def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fail_on, settings,
           weights, data_dir, threads, show_traceback, quiet) -> None:
     """Check one or more model files (see docs/model-file.md for what a file defines)."""
     from nndiag.progress import progress_display
-    from nndiag.runner import RunOptions, check_paths
+    from nndiag.runner import check_paths
 
     if data_dir:
         os.environ["NNDIAG_DATA_DIR"] = str(Path(data_dir).resolve())
@@ -97,21 +93,6 @@ def probes() -> None:
     click.echo(f"{'id':<{id_w}}  {'plugin':<{plugin_w}}  description")
     for s in specs.values():
         click.echo(f"{s.id:<{id_w}}  {s.plugin:<{plugin_w}}  {s.description}")
-
-
-def parse_settings(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """``("overfit.steps=300",)`` -> ``{"overfit": {"steps": "300"}}``; UsageError on bad syntax."""
-    from nndiag.errors import UsageError
-
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        probe, dot, name = key.partition(".")
-        if not sep or not dot or not probe or not name:
-            raise UsageError(f"--set {item!r} is not of the form PROBE.KEY=VALUE.",
-                             hint="Write e.g. --set overfit.steps=300.")
-        out.setdefault(probe, {})[name.replace("-", "_")] = value
-    return out
 
 
 def _write_reports(report, json_path, csv_path, html_path) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from nndiag.errors import ModelFileError, describe_exception
+from nndiag.isolation import ProcessExit, exits_raise, preserved_process_state
+from nndiag.options import CONFIG_KEYS  # noqa: F401 - defined once in options; kept importable here
 from nndiag.subject import Subject, copy_user_model
-
-CONFIG_KEYS = {"probes", "skip", "seed", "weights", "device"}  # plus one key per probe id
 
 _counter = itertools.count()
 
@@ -44,16 +44,22 @@ def import_model_file(path: str | Path) -> ModuleType:
             f"{path} is not a Python file (expected a .py file).",
             hint="Pass a .py file that defines build_model() or model, data and a loss.",
         )
-    try:
-        source = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
+    source = file.read_bytes()
+    if b"\x00" in source:
         raise ModelFileError(
-            f"{path} is not a text file in UTF-8, so it cannot be Python source.",
+            f"{path} is not a text file (it holds NUL bytes), so it cannot be Python source.",
             hint="Pass the .py source file of your model.",
-        ) from None
+        )
     try:
+        # Compiling the bytes lets Python honour a UTF-8 BOM and a `# -*- coding: ... -*-` line.
         code = compile(source, str(file), "exec")
     except SyntaxError as exc:
+        if "codec can't decode" in str(exc.msg) or "encoding" in str(exc.msg):
+            raise ModelFileError(
+                f"{path} is not a text file in UTF-8 (nor in the encoding its coding line names), "
+                "so it cannot be Python source.",
+                hint="Save it as UTF-8, or pass the .py source file of your model.",
+            ) from exc
         raise ModelFileError(
             f"{path} has a syntax error at line {exc.lineno}: {exc.msg}.",
             hint="Fix that line; `python -m py_compile " + str(path) + "` shows the same error.",
@@ -63,27 +69,43 @@ def import_model_file(path: str | Path) -> ModuleType:
     module = ModuleType(name)
     module.__file__ = str(file.resolve())
     folder = str(file.resolve().parent)
-    sys.path.insert(0, folder)
-    sys.modules[name] = module  # dataclasses and pickling look the module up while it executes
-    try:
-        exec(code, module.__dict__)  # noqa: S102 - running the user's file is the point
-    except SystemExit as exc:
-        raise ModelFileError(
-            f"{path} called sys.exit({exc.code}) while being imported.",
-            hint="Put script code under `if __name__ == '__main__':` so importing the file only defines things.",
-        ) from exc
-    except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(
-            f"Importing {path} raised {describe_exception(exc).rstrip('.')}.",
-            hint="Fix the error (run with --traceback to see the line), or move slow or fragile "
-            "work into build_model()/dataloader().",
-        ) from exc
-    finally:
-        sys.modules.pop(name, None)
+    # Whatever the file changes while it imports (the working directory, sys.argv, the global
+    # RNG, the default dtype...) is put back: the caller's process must be as it was (contract §4).
+    with preserved_process_state():
+        sys.path.insert(0, folder)
+        sys.modules[name] = module  # dataclasses and pickling look the module up while it executes
         try:
-            sys.path.remove(folder)
-        except ValueError:  # the file removed it itself
-            pass
+            with exits_raise():
+                exec(code, module.__dict__)  # noqa: S102 - running the user's file is the point
+        except SystemExit as exc:
+            raise ModelFileError(
+                f"{path} called sys.exit({exc.code}) while being imported.",
+                hint="Put script code under `if __name__ == '__main__':` so importing the file only "
+                "defines things.",
+            ) from exc
+        except ProcessExit as exc:
+            raise ModelFileError(
+                f"{path} called {exc.how}({exc.code}) while being imported.",
+                hint="Put script code under `if __name__ == '__main__':` so importing the file only "
+                "defines things.",
+            ) from exc
+        except ModuleNotFoundError as exc:
+            missing = exc.name or str(exc)
+            sibling = (file.resolve().parent / f"{missing.split('.')[0]}.py").exists()
+            raise ModelFileError(
+                f"Importing {path} raised {describe_exception(exc).rstrip('.')}.",
+                hint=(f"The sibling file {missing}.py exists but fails to import; fix it."
+                      if sibling else f"Install it (pip install {missing.split('.')[0]}) in the "
+                      "environment nndiag runs in, or fix the name."),
+            ) from exc
+        except Exception as exc:  # noqa: BLE001
+            raise ModelFileError(
+                f"Importing {path} raised {describe_exception(exc).rstrip('.')}.",
+                hint="Fix the error (run with --traceback to see the line), or move slow or fragile "
+                "work into build_model()/dataloader().",
+            ) from exc
+        finally:
+            sys.modules.pop(name, None)
     return module
 
 
@@ -103,10 +125,21 @@ def subject_from_module(module: ModuleType, name: str) -> Subject:
             hint="Add a function that returns a fresh model, e.g.\n    " + _MODEL_EXAMPLE.replace("\n", "\n    "),
         )
     if found == "build_model":
+        if isinstance(obj, torch.nn.Module):
+            cls = type(obj).__name__
+            raise ModelFileError(
+                f"build_model in {name} is an instance of {cls} (a model), not a function that builds one.",
+                hint=f"Write `def build_model(): return {cls}()`, or name the instance `model = {cls}()`.",
+            )
         if not callable(obj):
             raise ModelFileError(f"build_model in {name} is not a function.", hint="Define `def build_model(): ...`.")
         factory, model_source, user_model = obj, "build_model()", None
     else:
+        if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
+            raise ModelFileError(
+                f"model in {name} is the class {obj.__name__}, not a model instance.",
+                hint=f"Write `model = {obj.__name__}()` (or `def build_model(): return {obj.__name__}()`).",
+            )
         if not isinstance(obj, torch.nn.Module):
             raise ModelFileError(
                 f"model in {name} is a {type(obj).__name__}, not a torch.nn.Module.",
@@ -124,9 +157,16 @@ def subject_from_module(module: ModuleType, name: str) -> Subject:
             f"{name} defines no loss: none of loss_fn, criterion, training_step or train_step.",
             hint="Add e.g. `" + _LOSS_EXAMPLE + "`.",
         )
-    for attr, value in (("loss_fn", loss_fn), ("training_step", training_step), ("train_step", train_step)):
+    loss_name = "loss_fn" if hasattr(module, "loss_fn") else "criterion"
+    if isinstance(loss_fn, type):
+        raise ModelFileError(
+            f"{loss_name} in {name} is the class {loss_fn.__name__}, not a loss object.",
+            hint=f"Write `{loss_name} = nn.{loss_fn.__name__}()` (with parentheses).",
+        )
+    for attr, value in ((loss_name, loss_fn), ("training_step", training_step), ("train_step", train_step)):
         if value is not None and not callable(value):
-            raise ModelFileError(f"{attr} in {name} is not callable.", hint=f"Make {attr} a function or a loss module.")
+            raise ModelFileError(f"{attr} in {name} is a {type(value).__name__}, not callable.",
+                                 hint=f"Make {attr} a function or a loss module, e.g. `" + _LOSS_EXAMPLE + "`.")
 
     optimizer_factory = getattr(module, "build_optimizer", None)
     if optimizer_factory is not None and not callable(optimizer_factory):
@@ -160,18 +200,54 @@ def subject_from_module(module: ModuleType, name: str) -> Subject:
 
 
 def _data_source(module: ModuleType, name: str):
-    if callable(getattr(module, "sample_batch", None)):
+    if hasattr(module, "sample_batch"):
         fn = module.sample_batch
+        if not callable(fn):
+            raise ModelFileError(
+                f"sample_batch in {name} is a {type(fn).__name__}, not a function.",
+                hint="Wrap it: `def sample_batch(): return x, y` (or name a list of batches train_loader).",
+            )
         return (lambda: [fn()]), "sample_batch()"
     if hasattr(module, "train_loader"):
         loader = module.train_loader
+        if callable(loader) and not hasattr(loader, "__iter__"):
+            raise ModelFileError(
+                f"train_loader in {name} is a function, not a loader.",
+                hint="Call it (`train_loader = make_loader()`), or rename the function dataloader().",
+            )
+        not_batches(loader, "train_loader", name)
         return (lambda: loader), "train_loader"
-    if callable(getattr(module, "dataloader", None)):
-        return module.dataloader, "dataloader()"
+    if hasattr(module, "dataloader"):
+        fn = module.dataloader
+        if not callable(fn) or hasattr(fn, "__iter__"):
+            raise ModelFileError(
+                f"dataloader in {name} is a {type(fn).__name__}, not a function.",
+                hint="Name the loader itself train_loader, or wrap it: `def dataloader(): return loader`.",
+            )
+        return fn, "dataloader()"
     raise ModelFileError(
         f"{name} gives no data: none of sample_batch(), train_loader or dataloader() is defined.",
         hint="Add e.g.\n    " + _DATA_EXAMPLE.replace("\n", "\n    "),
     )
+
+
+def not_batches(obj: Any, source: str, name: str) -> None:
+    """Error when ``obj`` is a Dataset (single samples) where a loader of batches was meant."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(obj, Dataset) and not isinstance(obj, DataLoader):
+        error = ModelFileError if source == "train_loader" else _subject_error
+        raise error(
+            f"{source} in {name} gives a {type(obj).__name__}: a Dataset of single samples, not a "
+            "loader of batches.",
+            hint="Wrap it in a DataLoader: `DataLoader(dataset, batch_size=32, shuffle=True)`.",
+        )
+
+
+def _subject_error(message: str, hint: str = ""):
+    from nndiag.errors import SubjectError
+
+    return SubjectError(message, hint=hint)
 
 
 def load_model_file(path: str | Path, *, weights: str | Path | None = None) -> Subject:

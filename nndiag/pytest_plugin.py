@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from nndiag.options import PYTEST_OPTIONS, merge_options, option_help
+
 FAIL_ON_CHOICES = ("fail", "warn")
 _WORKER_KEY = "nndiag_records"  # key in xdist's workeroutput
 
@@ -35,8 +37,7 @@ class SessionState:
 
     config: pytest.Config
     fail_on: str
-    device: str
-    seed: int
+    run_defaults: dict[str, Any]  # the session's --nndiag-<option> values (seed, device, threads)
     report_paths: list[Path]
     records: list[_Record] = dataclasses.field(default_factory=list)
     current_item: pytest.Item | None = None
@@ -48,11 +49,9 @@ class SessionState:
         return hasattr(self.config, "workerinput")
 
     def defaults(self, item: pytest.Item | None = None) -> dict[str, Any]:
-        """Options under every check: the session's seed/device, then the test's markers."""
-        from nndiag.testing import merge_options
-
+        """Options under every check: the session's seed/device/threads, then the test's markers."""
         item = item if item is not None else self.current_item
-        layers: list[dict[str, Any]] = [{"seed": self.seed, "device": self.device}]
+        layers: list[dict[str, Any]] = [dict(self.run_defaults)]
         if item is not None:
             for mark in reversed(list(item.iter_markers("nndiag"))):  # closest marker wins
                 if mark.args:
@@ -88,15 +87,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Write every nndiag check of the session to PATH (.html, .csv or .json); repeatable.")
     group.addoption("--nndiag-fail-on", dest="nndiag_fail_on", default=None, choices=FAIL_ON_CHOICES,
                     help="Lowest probe status that fails the nndiag assertion helpers (default: fail).")
-    group.addoption("--nndiag-device", dest="nndiag_device", default=None, metavar="DEVICE",
-                    help="Device nndiag checks run on: cpu, cuda or auto (default: cpu).")
-    group.addoption("--nndiag-seed", dest="nndiag_seed", default=None, type=int, metavar="N",
-                    help="Seed of every nndiag check (default: 0).")
+    for name in PYTEST_OPTIONS:  # derived from nndiag.options.RunOptions
+        parse, default, metavar = _SESSION_OPTIONS[name]
+        group.addoption(f"--nndiag-{name}", dest=f"nndiag_{name}", default=None, metavar=metavar,
+                        help=f"{option_help(name)} For every nndiag check of the session "
+                        f"(default: {default or 'unset'}).")
     parser.addini("nndiag_report", type="paths", default=[],
                   help="nndiag session report paths (.html, .csv, .json), relative to the ini file.")
     parser.addini("nndiag_fail_on", default="fail", help="Default of --nndiag-fail-on (fail or warn).")
-    parser.addini("nndiag_device", default="cpu", help="Default of --nndiag-device.")
-    parser.addini("nndiag_seed", default="0", help="Default of --nndiag-seed.")
+    for name in PYTEST_OPTIONS:
+        parser.addini(f"nndiag_{name}", default=_SESSION_OPTIONS[name][1], help=f"Default of --nndiag-{name}.")
+
+
+# How each session-wide run option is read from its string: (parse, ini default, metavar).
+_SESSION_OPTIONS: dict[str, tuple[Any, str, str]] = {
+    "seed": (int, "0", "N"),
+    "device": (str, "cpu", "DEVICE"),
+    "threads": (int, "", "N"),
+}
 
 
 def _setting(config: pytest.Config, name: str) -> Any:
@@ -112,18 +120,23 @@ def pytest_configure(config: pytest.Config) -> None:
     fail_on = str(_setting(config, "nndiag_fail_on")).strip()
     if fail_on not in FAIL_ON_CHOICES:
         raise pytest.UsageError(f"nndiag_fail_on = {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}.")
-    seed_value = _setting(config, "nndiag_seed")
-    try:
-        seed = int(seed_value)
-    except (TypeError, ValueError):
-        raise pytest.UsageError(f"nndiag_seed = {seed_value!r} is not an integer.") from None
+    run_defaults = {}
+    for name in PYTEST_OPTIONS:
+        parse, _, _ = _SESSION_OPTIONS[name]
+        raw = _setting(config, f"nndiag_{name}")
+        if raw is None or str(raw).strip() == "":
+            continue
+        try:
+            run_defaults[name] = parse(str(raw).strip())
+        except (TypeError, ValueError):
+            raise pytest.UsageError(f"nndiag_{name} = {raw!r} is not a valid {parse.__name__}.") from None
     invocation_dir = config.invocation_params.dir
     paths = [invocation_dir / p for p in config.getoption("nndiag_report")]
     paths += [Path(p) for p in config.getini("nndiag_report")]
     for p in paths:
         if p.suffix.lower() not in (".html", ".csv", ".json"):
             raise pytest.UsageError(f"--nndiag-report {p}: the suffix must be .html, .csv or .json.")
-    state = SessionState(config, fail_on, str(_setting(config, "nndiag_device")).strip(), seed, paths)
+    state = SessionState(config, fail_on, run_defaults, paths)
     config.stash[_STATE] = state
     _ACTIVE.append(state)
 
@@ -178,7 +191,6 @@ class NndiagFixture:
         from ``--nndiag-seed``/``--nndiag-device``. The report joins the session report.
         """
         from nndiag.api import check
-        from nndiag.testing import merge_options
 
         options = merge_options(self.options(), kwargs)
         report = check(path, **options)

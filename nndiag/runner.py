@@ -11,28 +11,16 @@ from __future__ import annotations
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable
 
 from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectError, UsageError
+from nndiag.options import RunOptions, probe_settings, validate_file_config
 from nndiag.report import ProbeResult, Report, Status, SubjectReport
 
 ProgressCallback = Callable[[str, str, int, int], None]  # (subject, probe id, index, total)
 
-
-@dataclass
-class RunOptions:
-    """What to run and how: the command-line options, also the keyword arguments of ``check``."""
-
-    probes: Sequence[str] = ()
-    skip: Sequence[str] = ()
-    seed: int | None = None  # None: the file's nndiag_config["seed"], else 0
-    device: str | None = None  # None: the file's nndiag_config["device"], else "cpu"
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # probe id -> settings
-    weights: str | Path | None = None
-    extra_plugins: Sequence[object] = ()
-    threads: int | None = None  # torch intra-op threads while probes run; None: torch's default
+__all__ = ["RunOptions", "check_paths", "check_subject", "finish_run", "run_probe", "resolve_device"]
 
 
 def resolve_device(device: str) -> str:
@@ -105,7 +93,7 @@ def check_subject(subject, options: RunOptions | None = None,
     options = options or RunOptions()
     pm = _plugin_manager(options)
     available = collect_probes(pm)
-    cfg = _validated_file_config(subject, available)
+    cfg = validate_file_config(subject.config, subject.name, list(available))
     only = list(options.probes) or list(cfg.get("probes", []))
     # An explicit --probe wins over the file's own skip list; --skip always applies.
     file_skip = [p for p in cfg.get("skip", []) if p not in options.probes]
@@ -125,8 +113,7 @@ def check_subject(subject, options: RunOptions | None = None,
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(subject.name, spec.id, index, len(specs))
-            settings = {**dict(cfg.get(spec.id, {}) or {}), **dict(options.settings.get(spec.id, {}) or {})}
-            config = build_config(spec.cls, settings)
+            config = build_config(spec.cls, probe_settings(spec.id, cfg, options))
             seed_everything(seed)
             result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id))
             results.append(result)
@@ -171,26 +158,6 @@ def torch_threads(threads: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _validated_file_config(subject, available) -> dict[str, Any]:
-    """The file's nndiag_config, checked: a misspelled key is an error, never silently ignored."""
-    from nndiag.loading import CONFIG_KEYS
-
-    cfg = dict(subject.config)
-    unknown = sorted(k for k in cfg if k not in CONFIG_KEYS and k not in available)
-    if unknown:
-        raise UsageError(
-            f"nndiag_config of {subject.name} has unknown key(s): {', '.join(map(repr, unknown))}.",
-            hint=f"Valid keys: {', '.join(sorted(CONFIG_KEYS))}, or a probe id ({', '.join(available)}).")
-    for key in ("probes", "skip"):
-        if isinstance(cfg.get(key), str):
-            cfg[key] = [cfg[key]]
-    for key in available:
-        if key in cfg and not isinstance(cfg[key], Mapping):
-            raise UsageError(f"nndiag_config[{key!r}] of {subject.name} must be a dict of settings.",
-                             hint=f'Write e.g. nndiag_config = {{"{key}": {{...}}}}.')
-    return cfg
 
 
 def run_probe(probe, ctx) -> ProbeResult:

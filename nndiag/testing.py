@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from nndiag.options import merge_options
 from nndiag.report import ProbeResult, Report, Status, SubjectReport
 
 __all__ = [
@@ -60,13 +61,6 @@ _SKIP_HINT = ("the probe could not confirm the property; give it what it needs, 
               "if that is expected")
 _LOAD_HINT = "the model file could not be used; fix the problem named above"
 
-# Keyword arguments of nndiag.check that are not per-probe settings.
-_CHECK_ARGS = frozenset({
-    "model", "batch", "batches", "loss_fn", "optimizer", "training_step", "train_step", "probes",
-    "skip", "seed", "device", "weights", "name", "plugins", "settings",
-})
-
-
 class NndiagAssertionError(AssertionError):
     """Raised by the helpers; ``report`` is the report that was checked (None if none ran)."""
 
@@ -89,40 +83,6 @@ def _session_link():
 def _default_fail_on() -> str:
     link = _session_link()
     return link.fail_on if link is not None else "fail"
-
-
-def _normalise(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Split keyword options into check arguments and one ``settings`` dict keyed by probe id."""
-    out: dict[str, Any] = {}
-    settings: dict[str, dict[str, Any]] = {}
-    for key, value in kwargs.items():
-        if key == "settings":
-            for pid, s in (value or {}).items():
-                settings.setdefault(pid, {}).update(s or {})
-        elif key in _CHECK_ARGS:
-            out[key] = value
-        else:
-            if not isinstance(value, Mapping):
-                raise TypeError(f"nndiag option {key}={value!r}: per-probe settings must be a dict, "
-                                f"e.g. {key}={{'steps': 100}}.")
-            settings.setdefault(key.replace("_", "-"), {}).update(value)
-    if settings:
-        out["settings"] = settings
-    return out
-
-
-def merge_options(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge option layers, later ones winning; per-probe settings are merged key by key."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        norm = _normalise(layer)
-        settings = norm.pop("settings", None)
-        out.update(norm)
-        if settings:
-            merged = out.setdefault("settings", {})
-            for pid, s in settings.items():
-                merged[pid] = {**merged.get(pid, {}), **s}
-    return out
 
 
 def run_check(path: Any = None, /, **kwargs: Any) -> Report:
