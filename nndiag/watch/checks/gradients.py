@@ -1,0 +1,96 @@
+"""watch.gradients: per-layer gradients exploding or vanishing, with the step it started.
+
+A layer's reference is the median of its gradient norm over the first two log intervals (its
+"early" norm). At each later interval the block median is compared with it: above
+``exploding_growth`` times the early norm (or above ``exploding_abs``) it is exploding; below
+``vanishing_ratio`` times it (or below ``vanishing_abs``) it is vanishing. A condition must hold
+for ``sustain`` intervals in a row; the onset is the first step, in the first of those intervals,
+past the level. Norms are the unscaled ones of the optimizer step (after ``scaler.unscale_``, read
+in the optimizer's step pre-hook), so AMP scale changes do not move them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nndiag.watch.checks.base import Check, chart, median, thin
+from nndiag.watch.timeline import Timeline
+
+MAX_LAYERS_CHARTED = 8
+
+
+class GradientsCheck(Check):
+    id = "watch.gradients"
+    title = "Gradient norms per layer"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.early: dict[str, float] = {}
+        self._run: dict[tuple[str, str], int] = {}  # consecutive bad blocks per (layer, kind)
+        self._onset: dict[tuple[str, str], int] = {}
+        self._blocks = 0
+
+    def judge(self, tl: Timeline) -> None:
+        size = self.cfg.log_every
+        early_steps = 2 * size
+        while (self._blocks + 1) * size <= tl.steps:
+            start = self._blocks * size
+            self._blocks += 1
+            if start + size <= early_steps:
+                continue
+            for layer, series in tl.layer_grad.items():
+                if layer not in self.early:
+                    e = median(series[:early_steps])
+                    self.early[layer] = e
+                e = self.early[layer]
+                if not (math.isfinite(e) and e > 0):
+                    continue  # no gradient at all: watch.updates reports it
+                block = series[start:start + size]
+                m = median(block)
+                if not math.isfinite(m):
+                    continue
+                hi = min(self.cfg.exploding_growth * e, self.cfg.exploding_abs)
+                lo = max(self.cfg.vanishing_ratio * e, self.cfg.vanishing_abs)
+                self._track(layer, "exploding", m > hi, block, start, lambda v: v > hi, m, hi, e)
+                self._track(layer, "vanishing", m < lo, block, start, lambda v: v < lo, m, lo, e)
+
+    def _track(self, layer, kind, bad, block, start, past, m, level, early) -> None:
+        key = (layer, kind)
+        if not bad:
+            self._run[key] = 0
+            return
+        if self._run.get(key, 0) == 0:
+            self._onset[key] = start + next((i for i, v in enumerate(block) if past(v)), 0)
+        self._run[key] = self._run.get(key, 0) + 1
+        if self._run[key] >= self.cfg.sustain:
+            onset = self._onset[key]
+            sev = "fail" if kind == "exploding" and m > self.cfg.exploding_abs else "warn"
+            self.emit(key, sev, onset, layer, (
+                f"gradients of {layer} {kind} since step {onset}: norm {m:.3g} vs {early:.3g} early "
+                f"({m / early:.3g}x)"), m, level, f"grad_norm_{kind}")
+
+    def healthy_summary(self, tl: Timeline) -> str:
+        from nndiag.watch.checks.base import finite
+
+        g = finite(tl.grad_norm)
+        if not g:
+            return "no gradient seen (no optimizer step ran)"
+        return f"{len(tl.layer_grad)} layers; global grad norm {g[0]:.3g} -> {g[-1]:.3g}"
+
+    def metrics(self, tl: Timeline) -> dict:
+        from nndiag.watch.checks.base import finite
+
+        g = finite(tl.grad_norm)
+        return {"layers": len(tl.layer_grad), "first_grad_norm": g[0] if g else None,
+                "last_grad_norm": g[-1] if g else None}
+
+    def data(self, tl: Timeline) -> dict:
+        x = list(range(tl.steps))
+        flagged = [k[0] for k, n in self._run.items() if n]
+        named = list(dict.fromkeys(
+            [e.where for e in self.events] + flagged + list(tl.layer_grad)))[:MAX_LAYERS_CHARTED]
+        xs, ys = thin(x, {"global": tl.grad_norm, **{k: tl.layer_grad[k] for k in named}})
+        return {"charts": [chart("Gradient norm per step (global and per layer)", xs, ys,
+                                 ylabel="L2 norm", log_y=True,
+                                 marks=[(e.where, e.step) for e in self.events])],
+                "early_norm": self.early}

@@ -1,0 +1,321 @@
+"""The watch itself: hooks on the user's model and optimizer, the step clock, policies.
+
+What runs when (``N`` = ``log_every``, ``K`` = ``sample_every``):
+
+* every training forward: a root forward pre-hook keeps a *reference* to the inputs and the CPU
+  RNG state (for the NaN replay); nothing is copied.
+* every ``optimizer.step()`` (a step pre-hook, so after ``scaler.unscale_`` and before the update):
+  one fused ``torch._foreach_norm`` of the gradients, kept on device. With ``sync_every=1`` (the
+  default on CPU, where a sync costs nothing) its sum is read at once, so a NaN stops training
+  *before* the update corrupts the weights.
+* every ``w.step(loss)`` (or every optimizer step when ``w.step`` is never called): the loss,
+  detached, kept on device; every N steps one flush to the host and every check judges.
+* every K steps: the next training forward is traced for dead/saturated units, and the weights are
+  copied around the optimizer step for the update ratios.
+
+All hooks are removed in :meth:`Watch.close` (``__exit__``), whatever happened.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable
+
+import torch
+
+from nndiag.errors import UsageError
+from nndiag.training_trace import _max_abs_finite
+from nndiag.watch.checks import AmpCheck, NanCheck, UpdatesCheck, make_checks
+from nndiag.watch.config import WatchConfig
+from nndiag.watch.recorder import Recorder
+from nndiag.watch.replay import Captured, replay
+from nndiag.watch.results import build_report
+from nndiag.watch.sampler import ActivationSampler, UpdateSampler
+from nndiag.watch.timeline import Event, Timeline
+
+
+class TrainingStopped(RuntimeError):
+    """Raised in a plain loop when a check whose policy is ``stop`` fails. ``event`` says what,
+    where and when; ``report`` is the watch's report up to that point."""
+
+    def __init__(self, event: Event, report: Any = None) -> None:
+        super().__init__(f"nndiag.watch stopped training at step {event.step}: {event.message} "
+                         f"[{event.check}]")
+        self.event = event
+        self.report = report
+
+
+class WatchWarning(UserWarning):
+    """A watch verdict at the ``warn`` level, issued as it happens."""
+
+
+class WatchHook:
+    """A hook callable that deep copies as itself, so copying the watched model (the NaN replay, a
+    user's EMA copy) does not copy the whole watch; the replay then detaches it from the copy."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "WatchHook":
+        return self
+
+
+class Watch:
+    """Watches one model (and its optimizer) while the user's own loop trains it."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                 config: WatchConfig, scaler: Any = None, scheduler: Any = None, name: str = "",
+                 raise_on_stop: bool = True, on_event: Callable[[Event], None] | None = None,
+                 sync_every: int | None = None,
+                 replay_loss: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise UsageError(f"nndiag.watch needs a torch.nn.Module, not {type(model).__name__}.",
+                             hint="Pass the model you train: nndiag.watch(model, optimizer).")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise UsageError(f"optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}.",
+                             hint="Pass the optimizer whose step() your loop calls.")
+        self.model, self.optimizer, self.scaler, self.scheduler = model, optimizer, scaler, scheduler
+        self.cfg = config
+        self.name = name or f"{type(model).__name__} (watched)"
+        self.raise_on_stop, self.on_event, self.replay_loss = raise_on_stop, on_event, replay_loss
+        self.timeline = Timeline()
+        self.checks = make_checks(config)
+        self._by_id = {c.id: c for c in self.checks}
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._names, self._params = [n for n, _ in named], [p for _, p in named]
+        self.recorder = Recorder(self._names, self._params)
+        self.sampling = config.profile != "minimal"
+        self.activations = ActivationSampler(model, config.saturation_input, config.saturation_unit)
+        self.updates = UpdateSampler(self._names, self._params)
+        first = next(iter(self._params), None)
+        on_cuda = first is not None and first.is_cuda
+        self.sync_every = sync_every if sync_every is not None else (config.log_every if on_cuda else 1)
+        self.step_index = 0
+        self.should_stop = False
+        self.stop_event: Event | None = None
+        self.seconds = 0.0
+        self._handles: list[Any] = []
+        self._captured: Captured | None = None
+        self._stepped = False
+        self._explicit = False
+        self._closed_by_hook = False
+        self._sample: dict[str, Any] = {}
+        self._open = False
+        self._tripped = False
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> "Watch":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close()
+        if isinstance(exc, TrainingStopped) and exc.report is None:
+            exc.report = self.report
+        return False
+
+    def start(self) -> "Watch":
+        """Attach the hooks (``with`` does this)."""
+        if self._open:
+            return self
+        self._open = True
+        m = self.model
+        self._handles.append(m.register_forward_pre_hook(WatchHook(self._capture), with_kwargs=True))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(WatchHook(self._pre_step)))
+            self._handles.append(self.optimizer.register_step_post_hook(WatchHook(self._post_step)))
+            in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+            self.timeline.never_in_optimizer = [n for n, p in zip(self._names, self._params)
+                                                if id(p) not in in_opt]
+        upd = self._by_id.get("watch.updates")
+        if isinstance(upd, UpdatesCheck):
+            upd.all_params = [n for n, p in zip(self._names, self._params)
+                              if n not in self.timeline.never_in_optimizer]
+        nan = self._by_id["watch.nan"]
+        amp = self._by_id["watch.amp"]
+        if isinstance(nan, NanCheck) and isinstance(amp, AmpCheck):
+            nan.amp = amp.has_scaler = self.scaler is not None
+        self._arm_if_sample()
+        return self
+
+    def close(self) -> None:
+        """Remove every hook, flush what is buffered and judge it (``with`` does this)."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self.activations.disarm()
+        finally:
+            for h in self._handles:
+                h.remove()
+            self._handles.clear()
+            self._captured = None
+        self._flush(final=True)
+
+    # ---- the user's calls -------------------------------------------------------------------
+    def step(self, loss: Any = None) -> None:
+        """Close one training step (call it once per optimizer step, after it), with its loss."""
+        if not self._open:
+            raise UsageError("w.step() was called outside the watch.",
+                             hint="Call it inside `with nndiag.watch(model, optimizer) as w:`.")
+        if not self._explicit:
+            self._explicit = True
+            if self._closed_by_hook:  # the optimizer hook already closed this step
+                if loss is not None:
+                    self.recorder.set_last_loss(loss, self.timeline)
+                    self._check_loss(loss, self.step_index - 1)
+                return
+        self._end_step(loss)
+
+    @property
+    def report(self):
+        """The :class:`nndiag.report.Report` so far (final after the ``with`` block)."""
+        if self._open:
+            self._flush()
+        return build_report(self.name, self.checks, self.timeline, self._skipped_checks())
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def _capture(self, module, args, kwargs) -> None:
+        if module.training:
+            self._captured = Captured(args, kwargs, torch.get_rng_state())
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        t0 = time.perf_counter()
+        sample = self.sampling and self.step_index % self.cfg.sample_every == 0
+        if sample:
+            self._take_activations()
+            self.updates.snapshot()
+        row = self.recorder.grad_norms()
+        self.recorder.record_grads(row)
+        self._stepped = True
+        if self.step_index % self.sync_every == 0 and not self._tripped:
+            # the L2 norm of huge but finite values can overflow: confirm with max-abs first
+            if not torch.isfinite(row.sum()).item() and not _max_abs_finite(
+                    [p.grad for p in self._params if p.grad is not None]):
+                self.seconds += time.perf_counter() - t0
+                self._trip(self.step_index, "gradient")
+        self.seconds += time.perf_counter() - t0
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if self.sampling and self.step_index % self.cfg.sample_every == 0:
+            ratios, unchanged = self.updates.ratios()
+            self._sample["ratios"], self._sample["unchanged"] = ratios, unchanged
+        if not self._explicit:
+            self._end_step(None)
+            self._closed_by_hook = True
+
+    # ---- the step clock -----------------------------------------------------------------------
+    def _end_step(self, loss: Any) -> None:
+        t0 = time.perf_counter()
+        step = self.step_index
+        if self.sampling and step % self.cfg.sample_every == 0:
+            self._take_activations()
+            self._store_sample(step)
+        stepped, self._stepped = self._stepped, False
+        lr = _lr(self.optimizer)
+        self.recorder.record_step(loss if isinstance(loss, (torch.Tensor, float, int)) else None,
+                                  lr, stepped)
+        self.step_index += 1
+        if loss is not None and step % self.sync_every == 0:
+            self._check_loss(loss, step, stepped)
+        self._arm_if_sample()
+        if self.step_index % self.cfg.log_every == 0:
+            self._flush()
+        self.seconds += time.perf_counter() - t0
+
+    def _check_loss(self, loss: Any, step: int, stepped: bool = True) -> None:
+        if self._tripped or (self.scaler is not None and not stepped):
+            return  # a skipped AMP step may carry an inf loss: watch.amp judges those
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if value != value or value in (float("inf"), float("-inf")):
+            self._trip(step, "loss")
+
+    def _arm_if_sample(self) -> None:
+        if self.sampling and self.step_index % self.cfg.sample_every == 0:
+            self.activations.arm()
+
+    def _take_activations(self) -> None:
+        if "dead" not in self._sample:
+            self._sample["dead"], self._sample["saturated"] = self.activations.disarm()
+
+    def _store_sample(self, step: int) -> None:
+        tl, s = self.timeline, self._sample
+        self._sample = {}
+        j = len(tl.samples)
+        tl.samples.append(step)
+        for key, series in (("dead", tl.dead), ("saturated", tl.saturated),
+                            ("ratios", tl.update_ratio)):
+            for site, value in s.get(key, {}).items():
+                col = series.setdefault(site, [])
+                col.extend([float("nan")] * (j - len(col)))
+                col.append(value)
+        upd = self._by_id.get("watch.updates")
+        if isinstance(upd, UpdatesCheck):
+            upd.unchanged_per_sample.extend([[]] * (j - len(upd.unchanged_per_sample)))
+            # None: no optimizer step ran on this sample, so there is nothing to compare
+            upd.unchanged_per_sample.append(s.get("unchanged"))
+
+    # ---- judging ----------------------------------------------------------------------------
+    def _flush(self, final: bool = False) -> None:
+        self.recorder.flush(self.timeline)
+        if self.scaler is not None and hasattr(self.scaler, "get_scale") and self.timeline.steps:
+            try:
+                scale = float(self.scaler.get_scale())
+                if not self.timeline.scale or self.timeline.scale[-1][0] != self.timeline.steps - 1:
+                    self.timeline.scale.append((self.timeline.steps - 1, scale))
+            except Exception:  # noqa: BLE001 - a scaler that is disabled or not yet used
+                pass
+        for check in self.checks:
+            for event in check.update(self.timeline):
+                self._handle(event)
+
+    def _trip(self, step: int, stage: str) -> None:
+        self._tripped = True
+        where, detail = "", ("the replayed forward was finite, so the loss or the backward "
+                             "produced it (pass replay_loss= to locate it in backward)")
+        try:
+            producer = replay(self.model, self._captured, self.replay_loss)
+        except Exception as exc:  # noqa: BLE001 - the replay must never break the user's run
+            producer, detail = None, f"the replay to locate it failed: {exc}"
+        if producer is not None:
+            stage = {"forward": "value produced", "loss": "loss", "backward": "gradient produced",
+                     "gradients": "gradient", "parameters": "parameter"}.get(producer.stage, stage)
+            where, detail = producer.where, producer.detail
+        nan = self._by_id["watch.nan"]
+        before = len(nan.events)
+        nan.trip(step, stage, where, detail)
+        for event in nan.events[before:]:
+            self._handle(event)
+
+    def _handle(self, event: Event) -> None:
+        policy = self.cfg.policy_of(event.check)
+        if event.severity not in ("warn", "fail") or policy == "report":
+            return
+        if self.on_event is not None:
+            self.on_event(event)
+        else:
+            warnings.warn(f"[{event.check}] step {event.step}: {event.message}", WatchWarning,
+                          stacklevel=4)
+        if policy == "stop" and event.severity == "fail" and not self.should_stop:
+            self.should_stop, self.stop_event = True, event
+            if self.raise_on_stop:
+                raise TrainingStopped(event)
+
+    def _skipped_checks(self) -> dict[str, str]:
+        out = {}
+        if self.optimizer is None:
+            out["watch.updates"] = "no optimizer given: pass it to watch the updates"
+        return out
+
+
+def _lr(optimizer) -> float:
+    if optimizer is None or not optimizer.param_groups:
+        return float("nan")
+    lr = optimizer.param_groups[0].get("lr", float("nan"))
+    try:
+        return float(lr)
+    except (TypeError, ValueError):
+        return float("nan")

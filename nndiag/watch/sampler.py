@@ -1,0 +1,150 @@
+"""The every-N-steps measurements: dead and saturated units, and update/weight ratios per layer.
+
+On a sample step the next training forward runs under a :class:`~nndiag.torchhooks.CallTracer`
+restricted to the activation ops, entered by a forward pre-hook on the root module and left by its
+forward hook, so functional calls (``torch.relu(self.fc1(x))``) are seen as well as modules
+(``nn.ReLU``). For each activation call site it keeps, per unit, whether the unit's input was ever
+positive (ReLU family) or how often it was beyond the saturation limit (sigmoid/tanh). The update
+ratio ``|w_after - w_before| / |w_before|`` per layer needs a copy of the weights before the
+optimizer step, taken on sample steps only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nndiag.torchhooks import CallInfo, CallTracer
+from nndiag.watch.recorder import layer_of
+
+RELU_OPS = {"relu", "relu6"}
+SATURATING_OPS = {"sigmoid", "tanh"}
+
+
+def _units(x: torch.Tensor) -> torch.Tensor:
+    """(observations, units): channels are dim 1 for (B, C, H, W[, D]) maps, else the last dim."""
+    if x.dim() <= 1:
+        return x.reshape(-1, 1)
+    if x.dim() in (4, 5):
+        return x.transpose(0, 1).reshape(x.shape[1], -1).t()
+    return x.reshape(-1, x.shape[-1])
+
+
+class ActivationSampler:
+    """Per-site unit statistics of one (or a few) training forwards."""
+
+    def __init__(self, model: torch.nn.Module, saturation_input: float, saturation_unit: float) -> None:
+        self.model = model
+        self.limit = saturation_input
+        self.unit_fraction = saturation_unit
+        self.alive: dict[str, torch.Tensor] = {}  # site -> bool per unit (ever positive)
+        self.sat: dict[str, list[torch.Tensor]] = {}  # site -> [saturated count per unit, observations]
+        self._tracer: CallTracer | None = None
+        self._ctx: Any = None
+        self._handles: list[Any] = []
+        self._calls: dict[tuple, int] = {}
+
+    def arm(self) -> None:
+        """Trace the next training forward(s) until :meth:`disarm`."""
+        if self._handles:
+            return
+        from nndiag.watch.core import WatchHook
+
+        self._handles = [self.model.register_forward_pre_hook(WatchHook(self._enter)),
+                         self.model.register_forward_hook(WatchHook(self._exit), always_call=True)]
+
+    def disarm(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Stop tracing; (dead fraction, saturated fraction) per site seen."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._leave()
+        dead = {k: 1.0 - float(v.float().mean()) for k, v in self.alive.items()}
+        sat = {}
+        for k, (count, obs) in self.sat.items():
+            frac = count.float() / max(float(obs), 1.0)
+            sat[k] = float((frac > self.unit_fraction).float().mean())
+        self.alive, self.sat, self._calls = {}, {}, {}
+        return dead, sat
+
+    def _enter(self, module, inputs) -> None:
+        if not module.training or self._ctx is not None:
+            return
+        self._calls = {}
+        self._tracer = CallTracer(self.model, on_call=self._on_call, ops=RELU_OPS | SATURATING_OPS)
+        self._ctx = self._tracer.active()
+        self._ctx.__enter__()
+
+    def _exit(self, module, inputs, output) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(None, None, None)
+
+    def _site(self, info: CallInfo) -> str:
+        where = info.where if info.module is not None and info.module is not self.model else ""
+        if info.module is not None and type(info.module).__name__.lower() in (info.op, info.op + "6"):
+            return where  # an nn.ReLU / nn.Tanh module: its own name is the site
+        after = f" after {info.producer}" if info.producer else ""
+        key = (where, info.op, info.producer)
+        n = self._calls.get(key, 0)
+        self._calls[key] = n + 1
+        base = f"{info.name}{after}" + (f" in {where}" if where else "")
+        return base if n == 0 else f"{base} #{n + 1}"
+
+    def _on_call(self, info: CallInfo) -> None:
+        x = info.args[0] if info.args else None
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0:
+            return
+        site = self._site(info)
+        u = _units(x.detach())
+        if info.op in RELU_OPS:
+            seen = (u > 0).any(0)
+            prev = self.alive.get(site)
+            self.alive[site] = seen if prev is None or prev.shape != seen.shape else prev | seen
+        else:
+            count = (u.abs() > self.limit).sum(0)
+            prev = self.sat.get(site)
+            if prev is None or prev[0].shape != count.shape:
+                self.sat[site] = [count, u.shape[0]]
+            else:
+                prev[0] = prev[0] + count
+                prev[1] += u.shape[0]
+
+
+class UpdateSampler:
+    """Weights before the optimizer step of a sample step, then the per-layer update ratio."""
+
+    def __init__(self, names: list[str], params: list[torch.nn.Parameter]) -> None:
+        self.names, self.params = names, params
+        self._before: list[torch.Tensor] | None = None
+
+    def snapshot(self) -> None:
+        """Copy the weights (call just before the optimizer step)."""
+        with torch.no_grad():
+            self._before = [p.detach().clone() for p in self.params]
+
+    def ratios(self) -> tuple[dict[str, float], list[str]]:
+        """(update/weight ratio per layer, parameters unchanged by the step); {} without snapshot."""
+        if self._before is None:
+            return {}, []
+        with torch.no_grad():
+            deltas = torch._foreach_sub([p.detach() for p in self.params], self._before)
+            dn = [float(x) for x in torch._foreach_norm(deltas)]
+            wn = [float(x) for x in torch._foreach_norm(self._before)]
+        self._before = None
+        num: dict[str, float] = {}
+        den: dict[str, float] = {}
+        unchanged = []
+        for name, d, w in zip(self.names, dn, wn):
+            layer = layer_of(name)
+            num[layer] = num.get(layer, 0.0) + d * d
+            den[layer] = den.get(layer, 0.0) + w * w
+            if d == 0.0:
+                unchanged.append(name)
+        out = {k: (math.sqrt(num[k]) / math.sqrt(den[k]) if den[k] > 0 else math.nan) for k in num}
+        return out, unchanged
