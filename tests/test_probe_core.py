@@ -85,7 +85,7 @@ def test_params_counts_match_naive_and_tied_weights_count_once():
     assert torchinfo.summary(model, input_data=batch[0], verbose=0).total_params > r.metrics["total"]
 
 
-def test_params_frozen_layer_warns_and_expected_total():
+def test_params_frozen_layer_is_a_fact_and_expected_total():
     def model():
         m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
         m[0].requires_grad_(False)
@@ -93,12 +93,14 @@ def test_params_frozen_layer_warns_and_expected_total():
 
     batch = classification_batch(8, 4, 3)
     r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss())
-    assert r.status is Status.WARN and r.findings[0].where == "0"
+    # A frozen layer among trainable ones is a fact (a frozen backbone), not a warning (issue 9).
+    assert r.status is Status.PASS and r.findings[0].where == "0"
+    assert r.findings[0].severity is Status.PASS and "frozen" in r.findings[0].message
     assert r.metrics["frozen"] == 40 and r.metrics["trainable"] == 27
     r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss(), params={"expected_total": 68})
     assert r.status is Status.FAIL and r.findings[-1].value == 67 and r.findings[-1].limit == 68
     r = run("params", model=model, batch=batch, loss_fn=nn.CrossEntropyLoss(), params={"expected_total": 67})
-    assert r.status is Status.WARN
+    assert r.status is Status.PASS
 
 
 def test_params_all_frozen_fails():
@@ -126,7 +128,7 @@ def test_data_metrics_match_naive():
     ("out-of-range", Status.FAIL, "targets"),
     ("negative-class", Status.FAIL, "targets"),
     ("unscaled", Status.WARN, "inputs"),
-    ("constant-targets", Status.WARN, "targets"),
+    ("constant-targets", Status.FAIL, "targets"),  # issue 9: a fail, not a warn
 ])
 def test_data_flags_broken_batches(seed, bug, severity, where):
     x, y = classification_batch(seed=seed)

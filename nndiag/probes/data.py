@@ -17,18 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nndiag.batches import batch_size, iter_tensors, split_batch
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
+from nndiag.loss_calls import record_loss_calls
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
-
-_CLASS_INDEX_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
-_CLASS_INDEX_FUNCS = (F.cross_entropy, F.nll_loss)
-_PROBABILITY_LOSSES = (torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss)
-_PROBABILITY_FUNCS = (F.binary_cross_entropy, F.binary_cross_entropy_with_logits)
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -45,15 +39,6 @@ class DataConfig:
     min_std: float = threshold(
         1e-4, "nndiag: inputs scaled twice (x/255/255) have std ~1e-3 for MNIST; a constant input "
         "has 0", "warn when the std of float inputs is below this")
-
-
-def _loss_kind(loss_fn: Any) -> str:
-    """'class-index', 'probability' or '' for the user's loss (module or functional)."""
-    if isinstance(loss_fn, _CLASS_INDEX_LOSSES) or loss_fn in _CLASS_INDEX_FUNCS:
-        return "class-index"
-    if isinstance(loss_fn, _PROBABILITY_LOSSES) or loss_fn in _PROBABILITY_FUNCS:
-        return "probability"
-    return ""
 
 
 def _floats(obj: Any) -> list[torch.Tensor]:
@@ -131,40 +116,50 @@ class DataProbe(Probe):
         tensors = [t for p in targets for t in iter_tensors(p)]
         if not tensors:
             return
-        kind = _loss_kind(ctx.subject.loss_fn)
+        # What reaches the loss decides, not the model's output shape: the loss may reshape the
+        # output (an LM's (seq*batch, vocab)), and a train_step may build its own labels (a GAN).
+        calls = record_loss_calls(ctx.bench, batches[0])
+        out.metric("loss_calls", len(calls))
+        consumed = any(c.from_batch for c in calls) or (not calls and ctx.subject.loss_fn is not None
+                                                          and ctx.subject.train_step is None
+                                                          and ctx.subject.training_step is None)
         flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
         distinct = torch.unique(flat).numel()
         out.metric("distinct_targets", distinct)
         if flat.numel() > 1 and distinct == 1:
-            out.warn(f"All {flat.numel()} targets in the probe batches are identical "
-                     f"({float(flat[0]):g}): the model can only learn a constant. Check the label "
-                     "preprocessing (catalogue bug 59325381: labels divided by 255 all became 0).",
-                     where="targets", value=distinct, limit=2, metric="distinct_targets")
-        integer = all(not t.is_floating_point() for t in tensors)
-        if kind == "class-index" or (kind == "" and integer and ctx.subject.loss_fn is not None):
-            self._class_ids(ctx, out, batches, tensors, explicit=kind == "class-index")
-        elif kind == "probability":
-            lo, hi = float(flat.min()), float(flat.max())
-            if lo < 0 or hi > 1:
-                out.fail(f"The targets range over {lo:g}..{hi:g}, but {type(ctx.subject.loss_fn).__name__} "
-                         "needs probabilities in [0, 1]. Map the labels to 0/1 (or use "
-                         "CrossEntropyLoss for class ids).", where="targets", value=hi if hi > 1 else lo,
-                         limit=1 if hi > 1 else 0, metric="target_range")
+            if consumed:
+                out.fail(f"All {flat.numel()} targets in the probe batches are identical "
+                         f"({float(flat[0]):g}): the model can only learn a constant. Check the label "
+                         "preprocessing (catalogue bug 59325381: labels divided by 255 all became 0) "
+                         "and that the data is shuffled, not sorted by label.",
+                         where="targets", value=distinct, limit=2, metric="distinct_targets")
+            else:
+                out.finding("pass", f"All {flat.numel()} targets in the batches are identical "
+                            f"({float(flat[0]):g}), but the file's own step does not feed them to a "
+                            "loss, so they are not judged.", where="targets", value=distinct,
+                            metric="distinct_targets")
+        for call in calls:
+            if call.kind == "class-index" and not call.target.is_floating_point():
+                self._class_ids(out, call)
+            elif call.kind == "probability":
+                self._probabilities(out, call)
 
-    def _class_ids(self, ctx, out: Outcome, batches, tensors, explicit: bool) -> None:
-        if any(t.is_floating_point() for t in tensors):
-            return  # class probabilities (label smoothing / soft targets): no ids to range-check
-        model = ctx.bench.fresh_model()
-        with torch.no_grad():
-            output = ctx.bench.forward(model, batches[0])
-        logits = next(iter_tensors(output), None)
-        if logits is None or logits.dim() < 2:
+    def _probabilities(self, out: Outcome, call) -> None:
+        if call.target.numel() == 0 or not call.target.is_floating_point():
             return
-        classes = int(logits.shape[1])
-        ignore = getattr(ctx.subject.loss_fn, "ignore_index", -100)
-        ids = torch.cat([t.reshape(-1) for t in tensors])
-        ids = ids[ids != ignore]
-        if ids.numel() == 0:
+        lo, hi = float(call.target.min()), float(call.target.max())
+        if lo < 0 or hi > 1:
+            out.fail(f"The targets reaching F.{call.op} range over {lo:g}..{hi:g}, but it needs "
+                     "probabilities in [0, 1]. Map the labels to 0/1 (or use CrossEntropyLoss for "
+                     "class ids).", where="targets", value=hi if hi > 1 else lo,
+                     limit=1 if hi > 1 else 0, metric="target_range")
+
+    def _class_ids(self, out: Outcome, call) -> None:
+        classes = call.classes
+        ids = call.target.reshape(-1)
+        if call.ignore_index is not None:
+            ids = ids[ids != call.ignore_index]
+        if classes is None or ids.numel() == 0:
             return
         lo, hi = int(ids.min()), int(ids.max())
         out.metric("classes", classes)
@@ -175,13 +170,13 @@ class DataProbe(Probe):
             shown = ", ".join(str(int(v)) for v in torch.unique(bad)[:6])
             fix = (f"labels numbered 1..{classes}? subtract 1" if lo >= 1 and hi == classes
                    else f"give the last layer {hi + 1} outputs, or remap the labels")
-            out.fail(f"The targets hold class ids {shown} ({bad.numel()} of {ids.numel()} samples), "
-                     f"but the model outputs {classes} classes, so valid ids are 0..{classes - 1}; "
-                     f"the loss would crash or read out of bounds. Fix: {fix}.", where="targets",
+            shape = "x".join(map(str, call.input.shape))
+            out.fail(f"The targets reaching F.{call.op} hold class ids {shown} ({bad.numel()} of "
+                     f"{ids.numel()} targets), but its input ({shape}) has {classes} classes, so "
+                     f"valid ids are 0..{classes - 1}; the loss would crash or read out of bounds. "
+                     f"Fix: {fix}.", where="targets",
                      value=hi if hi >= classes else lo, limit=classes - 1 if hi >= classes else 0,
                      metric="target_max" if hi >= classes else "target_min")
-        elif not explicit:
-            out.metric("class_ids_assumed", True)
 
 
 @hookimpl

@@ -121,16 +121,30 @@ class ParamsProbe(Probe):
             out.fail("Every parameter is frozen (requires_grad=False): training would change nothing. "
                      "Unfreeze the layers you mean to train.", where="<model>", value=0, metric="trainable")
         else:
-            for l in layers:
-                if l.trainable == 0 and l.frozen > 0:
-                    out.warn(f"{l.path} ({l.kind}) has all {l.frozen:,} of its parameters frozen while "
-                             "others train. Fine for a deliberately frozen backbone; otherwise set "
-                             "requires_grad=True.", where=l.path, value=l.frozen, metric="frozen")
+            self._frozen_fact(out, layers, frozen)
         self._check_expected(out, "total", total, self.config.expected_total)
         self._check_expected(out, "trainable", trainable, self.config.expected_trainable)
         shared = sum(len(l.shared_with) > 0 for l in layers)
         out.summary = (f"{total:,} parameters ({trainable:,} trainable, {frozen:,} frozen) in "
                        f"{len(layers)} layers" + (f"; {shared} layer(s) share weights, counted once" if shared else ""))
+
+    @staticmethod
+    def _frozen_fact(out: Outcome, layers: list[LayerCount], frozen: int) -> None:
+        """Frozen layers among trainable ones: one fact, not a warning per layer (issue 9).
+
+        A frozen backbone with a new head is how fine-tuning is done; nothing in the parameter
+        counts says whether the freezing was meant. A parameter that should train but does not is
+        the ``updates`` probe's business (it checks what the optimizer holds and changes).
+        """
+        frozen_layers = [l for l in layers if l.trainable == 0 and l.frozen > 0]
+        if not frozen_layers:
+            return
+        shown = ", ".join(l.path for l in frozen_layers[:6])
+        more = f" and {len(frozen_layers) - 6} more" if len(frozen_layers) > 6 else ""
+        out.finding("pass", f"{len(frozen_layers)} layer(s) are frozen ({frozen:,} parameters, "
+                    f"requires_grad=False) while others train: {shown}{more}. Fine for a "
+                    "deliberately frozen backbone; otherwise set requires_grad=True.",
+                    where=frozen_layers[0].path, value=frozen, metric="frozen")
 
     @staticmethod
     def _check_expected(out: Outcome, what: str, got: int, expected: Any) -> None:
