@@ -188,3 +188,61 @@ def test_user_model_untouched():
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     assert not model._forward_hooks and not model.bn._forward_hooks
+
+
+class PackedBiLSTM(nn.Module):
+    """A packed-sequence BiLSTM classifier (pytorch tutorials' pattern): packing sorts samples by
+    length and interleaves them in time, yet each sample's output depends on its own tokens only."""
+
+    def __init__(self, mix: bool = False):
+        super().__init__()
+        self.mix = mix
+        self.emb = nn.Embedding(30, 8, padding_idx=0)
+        self.rnn = nn.LSTM(8, 8, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(self.emb(x), lengths, batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        mask = (torch.arange(h.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
+        pooled = (h * mask).sum(1) / lengths[:, None]
+        if self.mix:  # a real mixing bug on top: centring over the batch
+            pooled = pooled - pooled.mean(0, keepdim=True)
+        return self.out(pooled)
+
+
+def packed_batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 10, (12,), generator=g)
+    x = torch.zeros(12, 10, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randint(1, 30, (int(n),), generator=g)
+    return (x, lengths), torch.randint(0, 3, (12,), generator=g)
+
+
+def naive_output_moves(model, inputs, i):
+    """By hand: which other samples' outputs move when sample i's tokens change."""
+    x, lengths = inputs
+    model.eval()
+    with torch.no_grad():
+        base = model(x, lengths)
+        x2 = x.clone()
+        x2[i, : int(lengths[i])] = (x2[i, : int(lengths[i])] % 29) + 1
+        moved = (model(x2, lengths) - base).abs().amax(1) > 1e-5
+    return [j for j in range(len(x)) if moved[j] and j != i]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_packed_sequences_regroup_but_do_not_mix(seed):
+    batch = packed_batch(seed)
+    torch.manual_seed(seed)
+    assert naive_output_moves(PackedBiLSTM(), batch[0], 0) == []
+    r = result(model=PackedBiLSTM, batch=batch, loss_fn=LOSS, seed=seed)
+    assert r.status.value == "pass", r.summary
+    assert any(f.metric == "regrouped" for f in r.findings)  # the fact is recorded
+    torch.manual_seed(seed)
+    assert naive_output_moves(PackedBiLSTM(mix=True), batch[0], 0) != []
+    r = result(model=lambda: PackedBiLSTM(mix=True), batch=batch, loss_fn=LOSS, seed=seed)
+    assert r.status.value == "fail"

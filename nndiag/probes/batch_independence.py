@@ -129,6 +129,7 @@ class BatchIndependenceProbe(Probe):
         with torch.no_grad():
             base_events, base_out = self._record(ctx, model, inputs, n)
         found = None
+        regrouped = None  # intermediate values of other samples moved, their outputs did not
         tested = 0
         for i in sorted({0, n - 1}):
             perturbed = _perturb(inputs, n, i, cfg.noise, ctx.seed + i)
@@ -138,18 +139,35 @@ class BatchIndependenceProbe(Probe):
             with torch.no_grad():
                 events, output = self._record(ctx, model, perturbed, n)
             result = _compare(base_events, events, base_out, output, n, i, cfg.tolerance)
-            if result["output_mixed"] or result["first"] is not None:
+            if result["output_mixed"]:
                 found = (i, result)
                 break
-            if not result["own_changed"]:
+            if result["first"] is not None:
+                regrouped = regrouped or (i, result)
+            elif not result["own_changed"]:
                 found = found or (i, result)
         if tested == 0:
             out.skip("the inputs cannot be perturbed: no float input, and no integer input with "
                      "a per-sample sequence (token ids) whose values differ.")
         grad = self._gradient_check(ctx, model, inputs, n, out) if cfg.gradient_check else None
-        if found is not None and (found[1]["output_mixed"] or found[1]["first"] is not None):
+        if found is not None and found[1]["output_mixed"]:
             self._report_mixing(found[0], found[1], n, out)
             return "mixed"
+        if regrouped is not None and grad is not None and grad > cfg.tolerance:
+            self._report_mixing(regrouped[0], regrouped[1], n, out)
+            return "mixed"
+        if regrouped is not None:
+            # Packed sequences (sorted by length, interleaved in time) and other regroupings
+            # move values between batch positions inside the model, yet no other sample's output
+            # (nor, where it can be measured, its input gradient) changes: a fact, not mixing
+            # (issue 9: a packed-sequence BiLSTM failed here).
+            first = regrouped[1]["first"]
+            out.finding("pass", f"Perturbing sample {regrouped[0]}'s input moved values of other "
+                        f"batch positions inside the model (first at {first.label} in "
+                        f"{first.path or '<model>'}), but no other sample's output"
+                        + (" or input gradient" if grad is not None else "") + " changed: the "
+                        "model regroups samples internally (e.g. packed sequences) without mixing "
+                        "them.", where=first.path or "<model>", metric="regrouped")
         if grad is not None and grad > cfg.tolerance:
             out.fail(f"Backpropagating sample 0's output alone gives a non-zero gradient on the other "
                      f"samples' inputs (largest {grad:.3g} relative to sample 0's own, limit "
