@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from nndiag.options import PYTEST_OPTIONS, merge_options, option_help
+from nndiag.options import PYTEST_OPTIONS, merge_options, option_help, option_type
 
 FAIL_ON_CHOICES = ("fail", "warn")
 _WORKER_KEY = "nndiag_records"  # key in xdist's workeroutput
@@ -88,7 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nndiag-fail-on", dest="nndiag_fail_on", default=None, choices=FAIL_ON_CHOICES,
                     help="Lowest probe status that fails the nndiag assertion helpers (default: fail).")
     for name in PYTEST_OPTIONS:  # derived from nndiag.options.RunOptions
-        parse, default, metavar = _SESSION_OPTIONS[name]
+        parse, default, metavar = _session_option(name)
         group.addoption(f"--nndiag-{name}", dest=f"nndiag_{name}", default=None, metavar=metavar,
                         help=f"{option_help(name)} For every nndiag check of the session "
                         f"(default: {default or 'unset'}).")
@@ -96,15 +96,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="nndiag session report paths (.html, .csv, .json), relative to the ini file.")
     parser.addini("nndiag_fail_on", default="fail", help="Default of --nndiag-fail-on (fail or warn).")
     for name in PYTEST_OPTIONS:
-        parser.addini(f"nndiag_{name}", default=_SESSION_OPTIONS[name][1], help=f"Default of --nndiag-{name}.")
+        parser.addini(f"nndiag_{name}", default=_session_option(name)[1], help=f"Default of --nndiag-{name}.")
 
 
-# How each session-wide run option is read from its string: (parse, ini default, metavar).
-_SESSION_OPTIONS: dict[str, tuple[Any, str, str]] = {
-    "seed": (int, "0", "N"),
-    "device": (str, "cpu", "DEVICE"),
-    "threads": (int, "", "N"),
-}
+# Session defaults and metavars of the run options the plugin offers (others: unset, VALUE).
+_SESSION_DEFAULTS: dict[str, tuple[str, str]] = {"seed": ("0", "N"), "device": ("cpu", "DEVICE"),
+                                                 "threads": ("", "N")}
+
+
+def _session_option(name: str) -> tuple[Any, str, str]:
+    """(parse, ini default, metavar) of run option ``name``."""
+    default, metavar = _SESSION_DEFAULTS.get(name, ("", "VALUE"))
+    return option_type(name), default, metavar
 
 
 def _setting(config: pytest.Config, name: str) -> Any:
@@ -122,7 +125,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"nndiag_fail_on = {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}.")
     run_defaults = {}
     for name in PYTEST_OPTIONS:
-        parse, _, _ = _SESSION_OPTIONS[name]
+        parse, _, _ = _session_option(name)
         raw = _setting(config, f"nndiag_{name}")
         if raw is None or str(raw).strip() == "":
             continue
@@ -276,21 +279,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             state.write_notes.append(f"nndiag report: {path}")
 
 
-def _status_counts(state: SessionState) -> str:
-    order = ("pass", "warn", "fail", "error", "skip")
-    counts = dict.fromkeys(order, 0)
-    not_loaded = 0
-    for rec in state.records:
-        for s in rec.report.subjects:
-            not_loaded += bool(s.load_error)
-            for r in s.results:
-                counts[r.status.value] += 1
-    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
-    if not_loaded:
-        parts.append(f"{not_loaded} not loaded")
-    return ", ".join(parts) or "no probe results"
-
-
 def _short(subject: str) -> str:
     """A model file's name without its folders (the test id already says where we are)."""
     return Path(subject).name if "/" in subject or "\\" in subject else subject
@@ -314,7 +302,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     n_tests = len({r.nodeid for r in state.records})
     n_checks = len(state.records)
     tr.write_line(f"nndiag: {n_checks} check{'s' * (n_checks != 1)} in {n_tests} "
-                  f"test{'s' * (n_tests != 1)}: {_status_counts(state)}")
+                  f"test{'s' * (n_tests != 1)}: {session_report(state).tally() or 'no probe results'}")
     width = shutil.get_terminal_size().columns
     tw = getattr(tr, "_tw", None)
     width = getattr(tw, "fullwidth", width)

@@ -42,6 +42,11 @@ class Status(str, Enum):
 _RANK = {Status.SKIP: 0, Status.PASS: 1, Status.WARN: 2, Status.FAIL: 3, Status.ERROR: 4}
 
 
+# Tally orders: the CLI's verdict line names the worst first; the pytest summary reads best first.
+WORST_FIRST = (Status.FAIL, Status.ERROR, Status.WARN, Status.PASS, Status.SKIP)
+BEST_FIRST = (Status.PASS, Status.WARN, Status.FAIL, Status.ERROR, Status.SKIP)
+
+
 class FailOn(str, Enum):
     """The ``--fail-on`` level: the lowest probe status that makes the exit status 1."""
 
@@ -185,6 +190,16 @@ class SubjectReport:
         ran = ", ".join(r.probe for r in self.results) or "none"
         raise KeyError(f"probe {probe!r} did not run on {self.subject!r} (ran: {ran})")
 
+    def tally(self, order=WORST_FIRST) -> str:
+        """``"1 warn, 10 pass"``: how many probes ended in each status, in ``order``."""
+        from nndiag.report_rows import status_counts, tally
+
+        return tally(status_counts((self,)), order)
+
+    def verdict_line(self) -> str:
+        """The subject's one-line verdict: ``"model.py: WARN (1 warn, 10 pass)"``."""
+        return f"{self.subject}: {self.status.value.upper()} ({self.tally()})"
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SubjectReport":
         """The inverse of :meth:`to_dict`."""
@@ -267,13 +282,30 @@ class Report:
             "subjects": per_subject,
         }
 
+    def tally(self, order=BEST_FIRST) -> str:
+        """Status counts over every subject, ``"3 pass, 1 fail, 1 not loaded"`` ("" when none)."""
+        from nndiag.report_rows import status_counts, tally
+
+        return tally(status_counts(self.subjects), order)
+
+    def summary_lines(self) -> list[str]:
+        """One verdict line per subject (the last line ``nndiag check`` prints for each)."""
+        return [s.verdict_line() if not s.load_error else f"{s.subject}: cannot be checked"
+                for s in self.subjects]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The long-form rows: one per finding and per metric (columns ``report_rows.COLUMNS``)."""
+        from nndiag.report_rows import rows
+
+        return rows(self)
+
     def to_frame(self):
         """The long-form table (one row per finding or metric): the one bridge to pandas."""
-        from nndiag.writers.csv_writer import report_rows  # pandas is imported only here
+        import pandas as pd  # imported only here
 
-        import pandas as pd
+        from nndiag.report_rows import COLUMNS
 
-        return pd.DataFrame(report_rows(self))
+        return pd.DataFrame(self.rows(), columns=list(COLUMNS))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Report":

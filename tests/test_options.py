@@ -53,7 +53,8 @@ def test_run_options_from_keywords():
 
 
 def test_file_config_keys_are_derived():
-    assert options.CONFIG_KEYS == {"probes", "skip", "seed", "device", "weights"}
+    assert {"probes", "skip", "seed", "device", "weights"} <= options.CONFIG_KEYS
+    assert options.CONFIG_KEYS == {f.name for f in options.run_option_fields() if f.metadata["in_file"]}
     with pytest.raises(UsageError, match="unknown key"):
         options.validate_file_config({"sed": 1}, "m.py", ["params"])
     assert options.validate_file_config({"probes": "params"}, "m.py", ["params"]) == {"probes": ["params"]}

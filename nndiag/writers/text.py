@@ -34,10 +34,7 @@ def _subject(s: SubjectReport, quiet: bool, width: int, traceback: bool) -> str:
             lines.append(f"  {r.probe:<{pid_w}}  {_MARK[r.status]:<6}  {r.seconds:>5.1f}s  {summary}")
         for r in rows:
             lines.extend(_details(r, traceback))
-    counts = {st: sum(r.status is st for r in s.results) for st in Status}
-    tally = ", ".join(f"{counts[st]} {st.value}" for st in (Status.FAIL, Status.ERROR, Status.WARN,
-                                                           Status.PASS, Status.SKIP) if counts[st])
-    lines.append(f"{s.subject}: {s.status.value.upper()} ({tally})")
+    lines.append(s.verdict_line())
     return "\n".join(lines)
 
 
