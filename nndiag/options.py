@@ -65,6 +65,13 @@ def option_help(name: str) -> str:
     return str(_meta(name)["help"])
 
 
+def option_type(name: str) -> type:
+    """The scalar type of option ``name`` (int, float or str), for parsing it from text."""
+    annotation = str(next(f.type for f in run_option_fields() if f.name == name))
+    first = annotation.split("|")[0].strip()
+    return {"int": int, "float": float}.get(first, str)
+
+
 def keyword_of(f: dataclasses.Field) -> str:
     """The ``nndiag.check`` keyword of a RunOptions field."""
     return f.metadata.get("keyword") or f.name
