@@ -43,6 +43,9 @@ HARD_ZERO = {"relu", "relu6"}
 BOUNDED = {"sigmoid", "tanh"}
 SOFTMAX = {"softmax", "log_softmax"}
 WATCHED = RELU_FAMILY | BOUNDED | SOFTMAX
+#: Fused attention kernels: their softmax runs inside one call that no hook can look into.
+FUSED_ATTENTION = {"scaled_dot_product_attention", "multi_head_attention_forward",
+                   "_native_multi_head_attention", "_transformer_encoder_layer_fwd"}
 
 #: |pre-activation| levels at which saturation counts are kept. 5 is DeepDiagnosis' bar, 9.5 and
 #: 17/23 are SageMaker Debugger's tanh and sigmoid bars (see docs/probes/saturation.md).
@@ -196,6 +199,8 @@ class ActivationTrace:
     output_op: OpRecord | None  # the op that produced the model output (first batch)
     output_chain: list[str]  # its description, last op first (e.g. ["Tensor.squeeze", "F.softmax"])
     fused_recurrent: list[str]  # LSTM/GRU module paths whose gates cannot be seen
+    #: "path (F.scaled_dot_product_attention)" for every fused attention call: its softmax is unseen
+    fused_attention: list[str] = field(default_factory=list)
 
     def by_family(self, family: str) -> list[Site]:
         """Sites of one family ("relu", "bounded", "softmax"), in order of first appearance."""
@@ -278,6 +283,7 @@ class _Recorder:
         self.fused: list[str] = [p for p, m in model.named_modules()
                                  if isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell,
                                                    torch.nn.GRUCell))]
+        self.fused_attention: dict[str, None] = {}  # ordered set of "path (op)"
 
     def new_forward(self) -> None:
         self.call_counts.clear()
@@ -323,6 +329,11 @@ class _Recorder:
 
         op = base_name(func)
         self._last_site = None
+        if op in FUSED_ATTENTION:
+            from nndiag.torchhooks import function_name
+
+            self.fused_attention.setdefault(f"{module_path or '<model>'} ({function_name(func)})")
+            return
         if op not in WATCHED:
             return
         x = _first_arg(args, kwargs)
@@ -423,11 +434,9 @@ class _Recorder:
         return sites
 
 
-def record_activations(bench: Any, n_samples: int = 256,
-                       levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
-    """Run the pass (use :func:`activation_trace` from a probe: it caches the result)."""
-    batches = bench.probe_batches(n_samples)
-    model = bench.fresh_model()
+def _run_pass(bench: Any, model: torch.nn.Module, batches: list[Any],
+              levels: tuple[float, ...]) -> ActivationTrace:
+    """Record every activation site of ``model`` over ``batches`` (train mode, no grad)."""
     tracer = CallTracer(model)
     rec = _Recorder(model, tracer, tuple(sorted(set(levels))))
     tracer.before_call = rec.before_call
@@ -462,7 +471,75 @@ def record_activations(bench: Any, n_samples: int = 256,
     if tensors and all(t.shape[1:] == tensors[0].shape[1:] for t in tensors):
         distinct = distinct_count(torch.cat(tensors))
     return ActivationTrace(rec.finished_sites(), samples, len(batches), distinct,
-                           rec.levels, output_op, output_chain, rec.fused)
+                           rec.levels, output_op, output_chain, rec.fused,
+                           list(rec.fused_attention))
+
+
+def record_activations(bench: Any, n_samples: int = 256,
+                       levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
+    """Run the pass on a fresh model (use :func:`activation_trace` from a probe: it caches)."""
+    batches = bench.probe_batches(n_samples)
+    return _run_pass(bench, bench.fresh_model(), batches, levels)
+
+
+@dataclass
+class StepsTrace:
+    """The activation pass re-run after a few training steps of a fresh model."""
+
+    trace: ActivationTrace
+    steps: int  # steps actually run (fewer when the loss went non-finite)
+    losses: list[float]
+
+
+def record_after_steps(bench: Any, n_samples: int, steps: int,
+                       levels: tuple[float, ...] = DEFAULT_LEVELS) -> StepsTrace:
+    """Train a fresh model ``steps`` steps on the probe batches (the user's optimizer and step,
+    cycling through the batches), then record the activation pass again on the same batches.
+
+    Why: a unit that is inactive at initialisation only matters if it stays inactive once
+    training moves the layers before it; most inactive units of a healthy default-initialised
+    network come alive within a few steps (docs/probes/dead-neurons.md has the measurements).
+    """
+    batches = bench.probe_batches(n_samples)
+    model = bench.fresh_model()
+    optimizer = bench.make_optimizer(model)
+    losses: list[float] = []
+    for step in range(steps):
+        loss = bench.train_one_step(model, optimizer, batches[step % len(batches)])
+        losses.append(loss)
+        if not math.isfinite(loss):
+            break  # the weights are garbage now; what was seen so far is what there is
+    return StepsTrace(_run_pass(bench, model, batches, levels), len(losses), losses)
+
+
+def record_default_init(bench: Any, n_samples: int,
+                        levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
+    """The activation pass on the same architecture with PyTorch's default initialisation
+    (``reset_parameters()`` of every module that has one): the baseline that tells a custom
+    init's effect from the architecture's."""
+    model = bench.fresh_model()
+    with torch.no_grad():
+        for m in model.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return _run_pass(bench, model, bench.probe_batches(n_samples), levels)
+
+
+def activations_after_steps(ctx: Any, n_samples: int, steps: int,
+                            levels: tuple[float, ...] = DEFAULT_LEVELS) -> StepsTrace:
+    """:func:`record_after_steps` for this subject, computed once per (samples, steps, levels)."""
+    levels = tuple(sorted(set(levels)))
+    return ctx.shared(("activations-after-steps", n_samples, steps, levels),
+                      lambda: record_after_steps(ctx.bench, n_samples, steps, levels))
+
+
+def default_init_activations(ctx: Any, n_samples: int,
+                             levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
+    """:func:`record_default_init` for this subject, computed once per (samples, levels)."""
+    levels = tuple(sorted(set(levels)))
+    return ctx.shared(("activations-default-init", n_samples, levels),
+                      lambda: record_default_init(ctx.bench, n_samples, levels))
 
 
 def activation_trace(ctx: Any, n_samples: int = 256,

@@ -75,7 +75,7 @@ def test_conv_channels_and_tensor_method_are_units():
             return self.fc(self.conv(x).relu().mean((2, 3)))
 
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(64, 1, 6, 6, generator=g) * 0.1, torch.randint(0, 3, (64,), generator=g)
+    x, y = torch.randn(64, 1, 6, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
     res = run(model=ConvNet(), batch=(x, y), loss_fn=nn.CrossEntropyLoss())
     (layer,) = res.data["layers"]
     assert layer["layer"] == "conv -> relu" and layer["units"] == 6 and layer["dead"] == 4
@@ -169,3 +169,108 @@ def test_user_model_unchanged():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [m.training for m in model.modules()] == flags
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+
+
+# ---- issue 9: dead at init is judged by what is still dead after a few steps -----------------
+class Gated(nn.Module):
+    """Pooled, all-positive features into a narrow ReLU layer (a squeeze-excitation bottleneck):
+    a quarter to a half of its units are inactive at default init, and it trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.squeeze = nn.Linear(16, 8)
+        self.excite = nn.Linear(8, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        s = h.mean((2, 3))
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(s))))
+        return self.head((h * gate[:, :, None, None]).mean((2, 3)))
+
+
+def image_data(seed=0, n=256):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 6, 6, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def naive_still_dead(model, x, y, steps, pre_of):
+    """Dead at init and still dead after `steps` Adam(1e-3) steps on (x, y), recomputed by hand."""
+    with torch.no_grad():
+        dead0 = (pre_of(model, x) > 0).sum(0) == 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        dead1 = (pre_of(model, x) > 0).sum(0) == 0
+    return int(dead0.sum()), int((dead0 & dead1).sum())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_inactive_at_init_but_trainable_is_a_pass_fact(seed):
+    x, y = image_data(seed)
+    torch.manual_seed(seed)
+    model = Gated()  # default init: 25-62% of the bottleneck inactive on seeds 0-2
+    res = run(seed, model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.PASS, res.findings
+    layer = next(r for r in res.data["layers"] if r["layer"].startswith("squeeze"))
+    steps = res.metrics["remeasured_after_steps"]
+    assert layer["dead_fraction"] > 0.2 and steps == 10  # re-measured: not vacuous
+    dead, still = naive_still_dead(copy_of(model), x, y, steps,
+                                   lambda m, v: m.squeeze(torch.relu(m.conv(v)).mean((2, 3))))
+    assert (layer["dead"], layer["still_dead"]) == (dead, still)
+    assert layer["default_init_dead_fraction"] == layer["dead_fraction"]  # it is the default init
+    facts = [f for f in res.findings if f.severity == Status.PASS and f.metric == "still_dead_fraction"]
+    assert facts and "still inactive after 10 training step(s)" in facts[0].message
+
+
+def copy_of(model):
+    import copy
+    return copy.deepcopy(model)
+
+
+@pytest.mark.parametrize("act", [nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU])
+def test_leaky_family_is_never_dead(act):
+    x, y = data()
+    model = nn.Sequential(nn.Linear(12, 16), act(), nn.Linear(16, 4))
+    with torch.no_grad():
+        model[0].bias.fill_(-8.0)  # every unit on its negative side
+    res = run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.PASS, res.findings
+    (layer,) = res.data["layers"]
+    assert layer["leaky"] and layer["dead_fraction"] == 1.0
+    assert [f.severity for f in res.findings] == [Status.PASS]
+    assert "not dead" in res.findings[0].message
+    assert res.metrics["worst_dead_fraction"] == 0.0  # only relu/relu6 count
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_born_dead_and_staying_dead_fails_with_the_default_init_baseline(seed):
+    x, y = data(seed=seed)
+    res = run(seed, model=Net(bias=-3.0), batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.FAIL
+    (f,) = [f for f in res.findings if f.severity == Status.FAIL]
+    assert f.metric == "still_dead_fraction" and f.value > 0.5
+    assert "default init of the same architecture leaves" in f.message
+    assert "the initialisation is the cause" in f.message
+    layer = next(r for r in res.data["layers"] if r["layer"] == "fc2 -> relu6")
+    assert layer["default_init_dead_fraction"] < 0.5 < layer["still_dead_fraction"]
+
+
+def test_without_training_steps_only_a_fully_dead_layer_fails():
+    x, y = data()
+
+    def broken_step(model, optimizer, batch):
+        raise RuntimeError("this step needs a closure")
+
+    half = Net(bias=None)
+    with torch.no_grad():
+        half.fc2.bias[:4] = -10.0  # 4 of 8 relu6 units dead
+    res = run(model=half, batch=(x, y), train_step=broken_step)
+    assert res.status == Status.PASS
+    assert any("could not train a few steps" in f.message for f in res.findings)
+    res = run(model=Net(bias=-10.0), batch=(x, y), train_step=broken_step)
+    assert res.status == Status.FAIL and "not one unit of the layer is alive" in res.findings[0].message

@@ -1,20 +1,38 @@
-"""``dead-neurons``: ReLU-family units that never activate on the probe batches, per layer.
+"""``dead-neurons``: ReLU units that never activate on the probe batches and stay that way.
 
 Reads the shared activation pass (:mod:`nndiag.activation_trace`), which sees ``nn.ReLU`` modules
 and ``torch.relu``/``F.relu``/``x.relu()``/``F.relu6`` calls alike. A unit (a Linear feature, a Conv
-channel, a recurrent hidden unit) is dead when its input is positive in no observation over at least
-256 samples (issue 3); a layer warns above 20% dead units (torchdiag's warn level) and fails above 50%
-(TheDeepChecker, SageMaker Debugger and torchdiag all flag a layer above 50%). Details, measurements
-and the reasons for each number: docs/probes/dead-neurons.md.
+channel, a recurrent hidden unit) is inactive when its input is positive in no observation over at
+least 256 samples.
+
+A snapshot at initialisation cannot decide: on the healthy zoo a quarter to a half of a layer's
+ReLU units are inactive at PyTorch's default init (squeeze-excitation bottlenecks, SqueezeNet,
+VGG's classifier), while the born-dead bugs have every unit of a layer inactive. So when a layer
+is above ``remeasure_fraction`` at initialisation, the probe trains a fresh model for ``steps``
+steps with the user's own optimizer and step on the probe batches, measures again, and judges the
+units that were inactive at initialisation *and still are* (born dead and staying dead). It also
+measures the same architecture with PyTorch's default initialisation, so the message says whether
+the init or the architecture is the cause. Only ``relu``/``relu6`` can be dead: the leaky family
+(``leaky_relu``, ``elu``, ``gelu``, ``silu`` ...) keeps a gradient for negative inputs, so its
+inactive units are recorded as a fact, never a problem. Bands measured on the zoo:
+docs/probes/dead-neurons.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nndiag.activation_trace import HARD_ZERO, activation_trace
+from nndiag.activation_trace import (
+    HARD_ZERO,
+    activation_trace,
+    activations_after_steps,
+    default_init_activations,
+)
+from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+
+_SOURCE = "measured on the zoo: docs/probes/dead-neurons.md"
 
 
 @dataclass(frozen=True)
@@ -26,22 +44,39 @@ class DeadNeuronsConfig:
         "samples pulled from the data for the activation pass")
     max_active_fraction: float = threshold(
         0.0, "issue 3 ('units that never activate'); SageMaker Debugger uses 0.01",
-        "a unit is dead when its input is positive in at most this fraction of its observations")
-    warn_fraction: float = threshold(
-        0.2, "torchdiag (warn at 20% dead units)", "warn when a layer's dead fraction is above this")
+        "a unit is inactive when its input is positive in at most this fraction of its observations")
+    remeasure_fraction: float = threshold(
+        0.2, f"{_SOURCE} (healthy layers at init: up to 59%; the re-measure costs {10} steps)",
+        "re-measure after a few training steps when a layer's inactive fraction at init is above this")
+    steps: int = threshold(
+        10, f"{_SOURCE} (after 5 and 20 steps the still-inactive fractions are the same)",
+        "training steps (the user's optimizer and step) before the second measurement")
     fail_fraction: float = threshold(
-        0.5, "TheDeepChecker, SageMaker Debugger, torchdiag (layer flagged above 50%)",
-        "fail when a layer's dead fraction is above this")
+        0.5, f"{_SOURCE} (healthy zoo layers still inactive after the steps: up to 40%, a toy "
+        "squeeze-excitation bottleneck 62%; born-dead bugs: 100%); TheDeepChecker and SageMaker "
+        "Debugger also flag a layer above 50%",
+        "fail when more than this fraction of a layer is inactive at init and still after the steps "
+        "while PyTorch's default init leaves at most default_init_fraction inactive (a layer with no "
+        "live unit at all always fails)")
+    default_init_fraction: float = threshold(
+        0.2, f"{_SOURCE} (architectures whose default init leaves more inactive, such as "
+        "squeeze-excitation bottlenecks and SqueezeNet, train)",
+        "a partly dead layer is blamed on the initialisation only when the default init of the same "
+        "architecture leaves at most this fraction of it inactive (or init_excess fewer)")
+    init_excess: float = threshold(
+        0.5, f"{_SOURCE} (a narrow layer's default-init fraction moves in steps of 1/width)",
+        "...or when at least this fraction more of the layer is inactive than at the default init")
     min_distinct_samples: int = threshold(
         32, "own measurement (docs/probes/dead-neurons.md): on fewer inputs a live unit is often "
-        "inactive by chance", "below this many distinct inputs only a layer that is 100% dead fails")
+        "inactive by chance", "below this many distinct inputs a layer above fail_fraction only warns, "
+        "unless it is 100% dead")
 
 
 class DeadNeuronsProbe(Probe):
-    """Per layer, the fraction of ReLU-family units whose input is never positive."""
+    """Per layer, the fraction of ReLU units inactive at initialisation and still after k steps."""
 
     id = "dead-neurons"
-    description = "ReLU-family units that never activate on the probe batches, per layer."
+    description = "ReLU units that never activate on the probe batches and stay dead while training."
     Config = DeadNeuronsConfig
 
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
@@ -56,69 +91,166 @@ class DeadNeuronsProbe(Probe):
                      "leaky variants) runs in the forward pass, so no unit can be dead." + fused)
         few = trace.distinct_samples is not None and trace.distinct_samples < cfg.min_distinct_samples
         n_seen = trace.distinct_samples if trace.distinct_samples is not None else trace.samples
+        init_dead = {s.label: self._dead_mask(s) for s in sites}
+        hard = [s for s in sites if s.op in HARD_ZERO]
+        candidates = [s for s in hard
+                      if float(init_dead[s.label].float().mean()) > cfg.remeasure_fraction]
+        after, baseline, why_not = self._second_look(ctx, candidates)
         rows = []
-        worst = 0.0
+        worst_init = worst_still = 0.0
         total_units = total_dead = 0
         for site in sites:
-            limit = cfg.max_active_fraction * site.observations
-            dead_mask = site.active <= limit if limit > 0 else site.active == 0
-            dead = int(dead_mask.sum())
+            mask = init_dead[site.label]
+            dead = int(mask.sum())
             frac = dead / site.units if site.units else 0.0
-            hard = site.op in HARD_ZERO
-            rows.append({"layer": site.label, "where": site.where, "op": site.op, "units": site.units,
-                         "dead": dead, "dead_fraction": frac, "observations": site.observations,
-                         "leaky": not hard,
-                         "active_fraction": (site.active.float() / max(site.observations, 1)).tolist()})
-            total_units += site.units
-            total_dead += dead
-            worst = max(worst, frac)
-            self._judge(out, site, dead, frac, hard, few, n_seen)
+            is_hard = site.op in HARD_ZERO
+            row = {"layer": site.label, "where": site.where, "op": site.op, "units": site.units,
+                   "dead": dead, "dead_fraction": frac, "observations": site.observations,
+                   "leaky": not is_hard,
+                   "active_fraction": (site.active.float() / max(site.observations, 1)).tolist()}
+            if site in candidates and after is not None and site.label in after:
+                still = int((mask & after[site.label]).sum())
+                row["still_dead"] = still
+                row["still_dead_fraction"] = still / site.units
+            if site in candidates and baseline is not None and site.label in baseline:
+                row["default_init_dead_fraction"] = float(baseline[site.label].float().mean())
+            rows.append(row)
+            if is_hard:
+                total_units += site.units
+                total_dead += dead
+                worst_init = max(worst_init, frac)
+                # Not re-measured: at most this many are still dead (an upper bound).
+                worst_still = max(worst_still, row.get("still_dead_fraction", frac))
+            self._judge(out, site, row, few, n_seen, after is not None, why_not)
         out.data["layers"] = [{k: v for k, v in r.items() if k != "active_fraction"} for r in rows]
         out.data["active_fraction"] = {r["layer"]: r["active_fraction"] for r in rows}
         out.metric("layers", len(rows))
         out.metric("units", total_units)
         out.metric("dead_units", total_dead)
-        out.metric("worst_dead_fraction", worst)
+        out.metric("worst_dead_fraction", worst_init)
+        out.metric("worst_still_dead_fraction", worst_still)
+        out.metric("remeasured_after_steps", self._steps_run if after is not None else 0)
         out.metric("samples", trace.samples)
         if trace.distinct_samples is not None:
             out.metric("distinct_samples", trace.distinct_samples)
-        where_worst = max(rows, key=lambda r: r["dead_fraction"])
-        out.summary = (f"{total_dead} of {total_units} ReLU-family units dead over {trace.samples} "
-                       f"samples in {len(rows)} layer(s); worst {where_worst['layer']} "
-                       f"{where_worst['dead_fraction']:.0%}")
+        where_worst = max(rows, key=lambda r: (not r["leaky"], r.get("still_dead_fraction",
+                                                                       r["dead_fraction"])))
+        if after is not None and candidates:
+            still_total = sum(r.get("still_dead", 0) for r in rows)
+            out.summary = (f"{still_total} of {total_units} ReLU units inactive at init and still "
+                           f"after {self._steps_run} steps ({total_dead} at init); worst "
+                           f"{where_worst['layer']} "
+                           f"{where_worst.get('still_dead_fraction', where_worst['dead_fraction']):.0%}")
+        else:
+            out.summary = (f"{total_dead} of {total_units} ReLU units inactive over {trace.samples} "
+                           f"samples in {len(rows)} layer(s); worst {where_worst['layer']} "
+                           f"{where_worst['dead_fraction']:.0%}")
 
-    def _judge(self, out: Outcome, site, dead: int, frac: float, hard: bool, few: bool,
-               n_seen: int) -> None:
+    _steps_run = 0
+
+    def _dead_mask(self, site):
+        limit = self.config.max_active_fraction * site.observations
+        return site.active <= limit if limit > 0 else site.active == 0
+
+    def _second_look(self, ctx: ProbeContext, candidates):
+        """(still-dead masks after the steps, default-init masks, why the steps could not run)."""
+        if not candidates:
+            return None, None, ""
         cfg = self.config
-        if frac <= cfg.warn_fraction or dead == 0:
+        after = baseline = None
+        why_not = ""
+        try:
+            steps = activations_after_steps(ctx, cfg.samples, cfg.steps)
+            self._steps_run = steps.steps
+            after = {s.label: self._dead_mask(s) for s in steps.trace.by_family("relu")
+                     if s.active is not None}
+        except SubjectError as exc:  # e.g. an LBFGS optimizer that needs a closure
+            why_not = exc.message
+        try:
+            base = default_init_activations(ctx, cfg.samples)
+            baseline = {s.label: self._dead_mask(s) for s in base.by_family("relu")
+                        if s.active is not None}
+        except SubjectError:
+            baseline = None
+        return after, baseline, why_not
+
+    def _judge(self, out: Outcome, site, row: dict, few: bool, n_seen: int, remeasured: bool,
+               why_not: str) -> None:
+        cfg = self.config
+        dead, frac = row["dead"], row["dead_fraction"]
+        if dead == 0 or frac <= cfg.remeasure_fraction:
             return
         what = (f"{site.label}: {dead} of {site.units} units ({frac:.0%}) never had a positive input "
-                f"over {site.observations:,} observations")
-        causes = ("Likely causes: a strongly negative bias or weight init, unscaled inputs, a ReLU "
-                  "where no activation belongs (e.g. on the output layer), or a learning rate that "
-                  "pushed the layer negative. Fixes: default (Kaiming) init with zero or small positive "
-                  "bias, normalised inputs, LeakyReLU/GELU, or a lower learning rate.")
-        total = dead == site.units
-        if not hard:
-            out.warn(f"{what}. {site.op} keeps a small gradient for negative inputs, so the units are "
-                     f"not dead, but they only ever work on their flat side. {causes}",
-                     where=site.where, value=frac, limit=cfg.warn_fraction, metric="dead_fraction")
+                f"over {site.observations:,} observations at initialisation")
+        if row["leaky"]:
+            out.finding("pass", f"{what}. {site.op} keeps a gradient for negative inputs, so these "
+                        "units are not dead: they still learn.", where=site.where, value=frac,
+                        metric="leaky_inactive_fraction")
             return
-        if frac > cfg.fail_fraction and (not few or total):
-            out.fail(f"{what}: {site.op} passes no gradient to a unit whose input is never positive, "
-                     f"so these units cannot learn. {causes}", where=site.where, value=frac,
-                     limit=cfg.fail_fraction, metric="dead_fraction")
-        elif few and frac > cfg.fail_fraction:
-            out.warn(f"{what}, but the data has only {n_seen} distinct input(s) (fewer than "
+        base = row.get("default_init_dead_fraction")
+        base_note = ""
+        if base is not None:
+            blame = frac > cfg.fail_fraction and (base <= cfg.default_init_fraction
+                                                  or frac - base >= cfg.init_excess)
+            base_note = (f" PyTorch's default init of the same architecture leaves {base:.0%} "
+                         "inactive" + (", so the initialisation is the cause." if blame else "."))
+        if "still_dead_fraction" not in row:
+            # The steps could not run (e.g. LBFGS needs a closure): judge the snapshot alone. Only a
+            # layer with no live unit is certain: nothing before it gets a gradient through it.
+            reason = f" (nndiag could not train a few steps to check: {why_not})" if why_not else ""
+            if dead == site.units:
+                out.fail(f"{what}: not one unit of the layer is alive, so no gradient passes "
+                         f"through it{reason}.{base_note} {_CAUSES}", where=site.where, value=frac,
+                         limit=cfg.fail_fraction, metric="still_dead_fraction")
+            else:
+                out.finding("pass", f"{what}{reason}. That is common at initialisation and most "
+                            f"such units come alive once training starts.{base_note}",
+                            where=site.where, value=frac, metric="dead_fraction")
+            return
+        still, sfrac = row["still_dead"], row["still_dead_fraction"]
+        steps = self._steps_run
+        total = still == site.units
+        what_still = (f"{what}, and {still} ({sfrac:.0%}) are still inactive after {steps} training "
+                      "step(s) with your optimizer")
+        # A layer with no live unit passes no gradient at all. A partly dead one still trains
+        # through its live units; it is a bug only when the init, not the architecture, did it.
+        # A layer left with one live unit (of three or more) squeezes every sample through one
+        # number: the born-dead collapse of deep narrow ReLU stacks (Lu et al. 2019).
+        init_caused = base is not None and (base <= cfg.default_init_fraction
+                                            or sfrac - base >= cfg.init_excess)
+        collapsed = site.units - still <= 1 and site.units >= 3
+        bad = sfrac > cfg.fail_fraction and (total or collapsed or init_caused)
+        if bad and (not few or total):
+            if total:
+                why = "not one unit of the layer is alive, so no gradient passes through it"
+            elif collapsed:
+                why = ("one live unit is left, so every sample's information passes through a "
+                       "single number, and the dead ones get no gradient to come back")
+            else:
+                why = (f"{site.op} passes no gradient to a unit whose input is never positive, so "
+                       "these units are born dead and stay dead")
+            out.fail(f"{what_still}: {why}.{base_note} {_CAUSES}",
+                     where=site.where, value=sfrac, limit=cfg.fail_fraction,
+                     metric="still_dead_fraction")
+        elif bad:
+            out.warn(f"{what_still}, but the data has only {n_seen} distinct input(s) (fewer than "
                      f"{cfg.min_distinct_samples}), too few to tell a dead unit from one these inputs "
                      f"do not reach. If these inputs are the whole training set, the units will never "
-                     f"train. {causes}", where=site.where, value=frac, limit=cfg.fail_fraction,
-                     metric="dead_fraction")
+                     f"train.{base_note} {_CAUSES}", where=site.where, value=sfrac,
+                     limit=cfg.fail_fraction, metric="still_dead_fraction")
         else:
-            note = (f" The data has only {n_seen} distinct input(s), so some of these may just not be "
-                    "reached by them." if few else "")
-            out.warn(f"{what}: they get no gradient and cannot learn.{note} {causes}",
-                     where=site.where, value=frac, limit=cfg.warn_fraction, metric="dead_fraction")
+            revived = dead - still
+            normal = ("A minority of inactive units is normal" if sfrac <= cfg.fail_fraction else
+                      "This architecture leaves that many inactive at its default init too")
+            out.finding("pass", f"{what_still} ({revived} came alive). {normal}: the rest of the "
+                        f"layer learns.{base_note}", where=site.where, value=sfrac,
+                        metric="still_dead_fraction")
+
+
+_CAUSES = ("Likely causes: a strongly negative bias or weight init, a deep narrow ReLU stack, "
+           "unscaled inputs, or a ReLU where no activation belongs (e.g. on the output layer). "
+           "Fixes: default (Kaiming) init with zero or small positive bias, wider layers or "
+           "normalisation/residual connections, normalised inputs, or LeakyReLU/GELU.")
 
 
 @hookimpl
