@@ -34,7 +34,7 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     """The table (without the markers), one row per setting, probes in the contract's order."""
-    from nndiag.plugins import DEFAULT_PLUGINS, collect_probes, get_plugin_manager
+    from nndiag.plugins import DEFAULT_PROBE_PLUGINS as DEFAULT_PLUGINS, collect_probes, get_plugin_manager
     from nndiag.probe import config_sources
 
     specs = collect_probes(get_plugin_manager(load_entry_points=False))

@@ -44,19 +44,21 @@ def check(
     sets torch's CPU threads while the probes run (restored afterwards).
     """
     from nndiag.options import run_options
+    from nndiag.plugins import PluginHost
     from nndiag.runner import check_paths, check_subject, finish_run
 
     # keyword settings first: an explicit settings= wins over them, key by key
     options = run_options(**probe_settings, probes=probes, skip=skip, seed=seed, device=device,
                           settings=settings, weights=weights, plugins=plugins, threads=threads)
+    host = PluginHost(options.extra_plugins)  # one per run: the probes, writers and listeners
     if path is not None:
         if model is not None:
             raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")
-        return check_paths([path], options)
+        return check_paths([path], options, host=host)
     subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
                                    optimizer=optimizer, training_step=training_step,
                                    train_step=train_step, name=name)
-    return finish_run(Report((check_subject(subject, options),)), options)
+    return finish_run(Report((check_subject(subject, options, host=host),)), host)
 
 
 def check_probe(probe: str, path: str | Path | None = None, /, **kwargs: Any):

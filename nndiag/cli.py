@@ -36,6 +36,9 @@ def main() -> None:
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="PATH", help="Write the long-form CSV report here ('-' for stdout).")
 @click.option("--html", "html_path", metavar="PATH", help="Write the self-contained HTML report here ('-' for stdout).")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT=PATH",
+              help="Write the report with any registered writer (see `nndiag writers`), e.g. --report "
+              "json=out.json; PATH alone picks the writer by its suffix (repeatable).")
 @click.option("--seed", type=int, default=None,
               help=option_help("seed") + "  [default: the file's nndiag_config seed, else 0]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
@@ -51,10 +54,11 @@ def main() -> None:
               help=option_help("threads") + "  [default: torch's own]")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
-def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fail_on, settings,
+def check(files, probes, skip, json_path, csv_path, html_path, reports, seed, device, fail_on, settings,
           weights, data_dir, threads, show_traceback, quiet) -> None:
     """Check one or more model files (see docs/model-file.md for what a file defines)."""
     from nndiag.progress import progress_display
+    from nndiag.plugins import PluginHost
     from nndiag.runner import check_paths
 
     if data_dir:
@@ -67,11 +71,13 @@ def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fai
         options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
                              settings=parse_settings(settings), weights=weights, threads=threads)
         with progress_display(quiet=quiet) as progress:
-            report = check_paths(files, options, progress=progress)
+            host = PluginHost(options.extra_plugins)  # one per run: probes, writers, listeners
+            targets = _report_targets(host, json_path, csv_path, html_path, reports)
+            report = check_paths(files, options, progress=progress, host=host)
     except NndiagError as exc:
         _fail_usage(exc, show_traceback)
-    _write_reports(report, json_path, csv_path, html_path)
-    to_stdout = "-" in (json_path, csv_path, html_path)
+    _write_reports(report, targets, host)
+    to_stdout = any(path == "-" for _, _, path in targets)
     from nndiag.writers import text
 
     click.echo(text.render(report, quiet=quiet, traceback=show_traceback), nl=False,
@@ -82,10 +88,10 @@ def check(files, probes, skip, json_path, csv_path, html_path, seed, device, fai
 @main.command()
 def probes() -> None:
     """List the registered probes: id, one-line description and the plugin providing it."""
-    from nndiag.plugins import collect_probes, get_plugin_manager
+    from nndiag.plugins import PluginHost
 
     try:
-        specs = collect_probes(get_plugin_manager())
+        specs = PluginHost().probes()
     except NndiagError as exc:
         _fail_usage(exc, False)
     id_w = max(len("id"), *(len(s.id) for s in specs.values()))
@@ -95,18 +101,53 @@ def probes() -> None:
         click.echo(f"{s.id:<{id_w}}  {s.plugin:<{plugin_w}}  {s.description}")
 
 
-def _write_reports(report, json_path, csv_path, html_path) -> None:
-    for path, module in ((json_path, "json_writer"), (csv_path, "csv_writer"), (html_path, "html")):
-        if not path:
-            continue
-        import importlib
+@main.command()
+def writers() -> None:
+    """List the registered report writers: format, file suffixes and description."""
+    from nndiag.plugins import PluginHost
 
-        text = importlib.import_module(f"nndiag.writers.{module}").render(report)
-        if path == "-":
-            click.echo(text, nl=False)
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+    try:
+        found = PluginHost(builtin_probes=False).writers()
+    except NndiagError as exc:
+        _fail_usage(exc, False)
+    fmt_w = max(len("format"), *(len(w.format) for w in found.values()))
+    suf_w = max(len("suffixes"), *(len(", ".join(w.suffixes)) for w in found.values()))
+    click.echo(f"{'format':<{fmt_w}}  {'suffixes':<{suf_w}}  description")
+    for w in found.values():
+        click.echo(f"{w.format:<{fmt_w}}  {', '.join(w.suffixes):<{suf_w}}  {w.description}")
+
+
+def _report_targets(host, json_path, csv_path, html_path, reports) -> list[tuple[str, str, str]]:
+    """(flag, format, path) for every report asked for, each checked against the registered
+    writers before anything runs (an unknown format is a usage error, not a lost report)."""
+    targets = [(flag, fmt, path) for flag, fmt, path in (("--json", "json", json_path),
+                                                          ("--csv", "csv", csv_path),
+                                                          ("--html", "html", html_path)) if path]
+    from nndiag.writers import parse_target
+
+    for item in reports:
+        fmt, path = parse_target(item)
+        if not path:
+            from nndiag.errors import UsageError
+
+            raise UsageError(f"--report {item!r} names no file.", hint="Write --report FORMAT=PATH, e.g. "
+                             "--report json=out.json ('-' for stdout).")
+        targets.append(("--report", host.writer(path, fmt).format, path))
+    for _, fmt, path in targets:
+        host.writer(path, fmt)
+    return targets
+
+
+def _write_reports(report, targets, host) -> None:
+    from nndiag.errors import UsageError
+    from nndiag.writers import write_report
+
+    for flag, fmt, path in targets:
+        try:
+            write_report(report, path, format=fmt, host=host, stdout=lambda text: click.echo(text, nl=False))
+        except OSError as exc:
+            raise UsageError(f"cannot write the {flag} report to {path}: {exc.strerror or exc}.",
+                             hint=f"Pick a writable path for {flag}.") from exc
 
 
 def _fail_usage(exc: NndiagError, show_traceback: bool) -> None:

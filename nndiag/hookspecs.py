@@ -7,7 +7,7 @@ specs. Third-party plugins are found through the ``nndiag`` entry-point group, e
     [project.entry-points.nndiag]
     my_probes = "my_package.nndiag_probes"
 
-Built-in probes use the same hook (see ``nndiag.plugins.DEFAULT_PLUGINS``).
+Built-in probes and writers use the same hooks (see ``nndiag.plugins.DEFAULT_PLUGINS``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - types only
     from nndiag.probe import Probe
     from nndiag.report import ProbeResult, Report
+    from nndiag.writers import Writer
 
 PROJECT = "nndiag"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -32,6 +33,16 @@ def nndiag_register_probes() -> "Sequence[type[Probe]]":
 
     Each class needs a unique ``id`` (duplicate ids across plugins are rejected, naming both
     plugins), a one-line ``description``, a ``Config`` dataclass and a ``run(ctx, out)`` method.
+    """
+
+
+@hookspec
+def nndiag_register_writers() -> "Sequence[Writer]":
+    """Return the report writers this plugin provides (:class:`nndiag.writers.Writer` records).
+
+    Each has a unique ``format`` (``nndiag check --report FORMAT=PATH``), the file ``suffixes`` it
+    claims (``--nndiag-report out.xml`` in pytest picks the writer by suffix) and a ``render``
+    function ``Report -> str``, or its ``"module:function"`` name so it is imported only when used.
     """
 
 

@@ -1,8 +1,11 @@
-"""The plugin manager: built-in probes and third-party plugins through one path.
+"""The plugin host: built-in and third-party probes and writers through one path.
 
-Built in a function, never at import time, so importing nndiag stays cheap. Third-party plugins
-come from the ``nndiag`` entry-point group; ``NNDIAG_DISABLED_PLUGINS`` (comma-separated plugin or
-entry-point names) blocks named ones, like tox's ``TOX_DISABLED_EXTERNAL_PLUGINS``.
+:class:`PluginHost` is the typed facade over pluggy that the runner, the CLI and the pytest
+plugin use (tox's ``plugin/manager.py``): ``probes()``, ``select()``, ``writers()``,
+``probe_finished()``, ``run_finished()``. One host is built per run, never at import time, so
+importing nndiag stays cheap. Third-party plugins come from the ``nndiag`` entry-point group;
+``NNDIAG_DISABLED_PLUGINS`` (comma-separated plugin or entry-point names) blocks named ones, like
+tox's ``TOX_DISABLED_EXTERNAL_PLUGINS``.
 """
 
 from __future__ import annotations
@@ -10,18 +13,23 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pluggy
 
 from nndiag import hookspecs
 from nndiag.errors import UsageError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from nndiag.report import ProbeResult, Report
+    from nndiag.writers import Writer
+
 ENTRY_POINT_GROUP = "nndiag"
 DISABLE_ENV = "NNDIAG_DISABLED_PLUGINS"
 
 # Built-in plugins, registered exactly like third-party ones (datasette's DEFAULT_PLUGINS).
-DEFAULT_PLUGINS: tuple[str, ...] = (
+DEFAULT_WRITER_PLUGINS: tuple[str, ...] = ("nndiag.writers.builtin",)
+DEFAULT_PROBE_PLUGINS: tuple[str, ...] = (
     "nndiag.probes.params",
     "nndiag.probes.data",
     "nndiag.probes.nan",
@@ -34,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nndiag.probes.updates",
     "nndiag.probes.batch_independence",
 )
+DEFAULT_PLUGINS: tuple[str, ...] = DEFAULT_PROBE_PLUGINS + DEFAULT_WRITER_PLUGINS
 
 
 @dataclass(frozen=True)
@@ -54,15 +63,18 @@ def _disabled() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_points: bool = True) -> pluggy.PluginManager:
+def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_points: bool = True,
+                       builtin_probes: bool = True) -> pluggy.PluginManager:
     """A plugin manager with the built-ins, the entry-point plugins and ``extra_plugins``.
 
     ``pm.check_pending()`` makes a misspelled ``nndiag_*`` hook fail loudly instead of being ignored.
+    ``builtin_probes=False`` leaves the built-in probe modules (and so torch) unimported, for a
+    caller that only writes reports.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = _disabled()
-    for name in DEFAULT_PLUGINS:
+    for name in (DEFAULT_PLUGINS if builtin_probes else DEFAULT_WRITER_PLUGINS):
         if name not in disabled:
             pm.register(importlib.import_module(name), name=name)
     if load_entry_points:
@@ -128,3 +140,64 @@ _COST_ORDER = ("params", "data", "gradients", "loss-setup", "updates", "dead-neu
 def _in_cost_order(specs: list[ProbeSpec]) -> list[ProbeSpec]:
     rank = {pid: i for i, pid in enumerate(_COST_ORDER)}
     return sorted(specs, key=lambda s: (rank.get(s.id, len(rank)), s.id))
+
+
+def collect_writers(pm: pluggy.PluginManager) -> dict[str, "Writer"]:
+    """Every registered writer by format; UsageError naming both plugins on a duplicate format."""
+    found: dict[str, tuple["Writer", str]] = {}
+    for impl in pm.hook.nndiag_register_writers.get_hookimpls():
+        plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        for writer in impl.function() or ():
+            fmt = getattr(writer, "format", "")
+            if not fmt or not callable(getattr(writer, "render_report", None)):
+                raise UsageError(f"Plugin {plugin_name} registers {writer!r}, which is not a writer.",
+                                 hint="Return nndiag.writers.Writer(format, suffixes, description, render).")
+            if fmt in found:
+                raise UsageError(f"Report format {fmt!r} is registered twice: by {found[fmt][1]} and by "
+                                 f"{plugin_name}.", hint=f"Rename one, or block a plugin with {DISABLE_ENV}=<name>.")
+            found[fmt] = (writer, plugin_name)
+    return {fmt: w for fmt, (w, _) in sorted(found.items())}
+
+
+class PluginHost:
+    """The plugins of one run, behind typed methods (build one per run and pass it down).
+
+    ``builtin_probes=False`` gives a host for writing reports only (no torch import).
+    """
+
+    def __init__(self, extra_plugins: Iterable[object] = (), *, load_entry_points: bool = True,
+                 builtin_probes: bool = True) -> None:
+        self.pm = get_plugin_manager(extra_plugins, load_entry_points=load_entry_points,
+                                     builtin_probes=builtin_probes)
+        self._probes: dict[str, ProbeSpec] | None = None
+        self._writers: dict[str, Writer] | None = None
+
+    def probes(self) -> dict[str, ProbeSpec]:
+        """Every registered probe by id, sorted by id (computed once)."""
+        if self._probes is None:
+            self._probes = collect_probes(self.pm)
+        return self._probes
+
+    def select(self, only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[ProbeSpec]:
+        """The probes to run, cheapest first: ``only`` (if given) minus ``skip``."""
+        return select_probes(self.probes(), only, skip)
+
+    def writers(self) -> dict[str, "Writer"]:
+        """Every registered writer by format (computed once)."""
+        if self._writers is None:
+            self._writers = collect_writers(self.pm)
+        return self._writers
+
+    def writer(self, path: str, format: str | None = None) -> "Writer":
+        """The writer for ``format``, else for ``path``'s suffix (UsageError when none)."""
+        from nndiag.writers import pick_writer
+
+        return pick_writer(self.writers(), path, format)
+
+    def probe_finished(self, subject: str, result: "ProbeResult") -> None:
+        """Tell the plugins that a probe finished (``nndiag_probe_finished``)."""
+        self.pm.hook.nndiag_probe_finished(subject=subject, result=result)
+
+    def run_finished(self, report: "Report") -> None:
+        """Tell the plugins that the run is over (``nndiag_run_finished``)."""
+        self.pm.hook.nndiag_run_finished(report=report)

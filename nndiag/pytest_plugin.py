@@ -38,7 +38,8 @@ class SessionState:
     config: pytest.Config
     fail_on: str
     run_defaults: dict[str, Any]  # the session's --nndiag-<option> values (seed, device, threads)
-    report_paths: list[Path]
+    report_paths: list[tuple[str | None, Path]]  # (format or None: by suffix, path)
+    writers: Any = None  # the PluginHost that resolves report writers (built only with report paths)
     records: list[_Record] = dataclasses.field(default_factory=list)
     current_item: pytest.Item | None = None
     write_notes: list[str] = dataclasses.field(default_factory=list)
@@ -134,14 +135,36 @@ def pytest_configure(config: pytest.Config) -> None:
         except (TypeError, ValueError):
             raise pytest.UsageError(f"nndiag_{name} = {raw!r} is not a valid {parse.__name__}.") from None
     invocation_dir = config.invocation_params.dir
-    paths = [invocation_dir / p for p in config.getoption("nndiag_report")]
-    paths += [Path(p) for p in config.getini("nndiag_report")]
-    for p in paths:
-        if p.suffix.lower() not in (".html", ".csv", ".json"):
-            raise pytest.UsageError(f"--nndiag-report {p}: the suffix must be .html, .csv or .json.")
-    state = SessionState(config, fail_on, run_defaults, paths)
+    paths, host = _report_targets(config)
+    state = SessionState(config, fail_on, run_defaults, paths, writers=host)
     config.stash[_STATE] = state
     _ACTIVE.append(state)
+
+
+def _report_targets(config: pytest.Config) -> tuple[list[tuple[str | None, Path]], Any]:
+    """The session report targets, ``PATH`` or ``FORMAT=PATH``, each checked against the registered
+    writers (built-in and plugins'); the writers' host, or None when no report is asked for."""
+    from nndiag.writers import parse_target
+
+    targets: list[tuple[str | None, Path]] = []
+    for item in config.getoption("nndiag_report"):
+        fmt, path = parse_target(str(item))
+        targets.append((fmt, config.invocation_params.dir / path))
+    for p in config.getini("nndiag_report"):  # ini paths come resolved: FORMAT= is in the name
+        fmt, name = parse_target(Path(p).name)
+        targets.append((fmt, Path(p).parent / name))
+    if not targets:
+        return [], None
+    from nndiag.errors import NndiagError
+    from nndiag.plugins import PluginHost
+
+    try:
+        host = PluginHost(builtin_probes=False)  # writers only: no torch for a report-only session
+        for fmt, path in targets:
+            host.writer(str(path), fmt)
+    except NndiagError as exc:
+        raise pytest.UsageError(f"--nndiag-report {path}: {exc}") from None
+    return targets, host
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -244,17 +267,6 @@ def session_report(state: SessionState):
     return Report(tuple(subjects))
 
 
-def _render(report: Any, path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return json.dumps(report.to_dict(), indent=2)
-    if suffix == ".html":
-        from nndiag.writers.html import render
-    else:
-        from nndiag.writers.csv_writer import render
-    return render(report)
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None:
@@ -265,12 +277,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not state.report_paths:
         return
+    from nndiag.writers import write_report
+
     report = session_report(state)
-    for path in state.report_paths:
+    for fmt, path in state.report_paths:
         try:
-            text = _render(report, path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            write_report(report, path, format=fmt, host=state.writers)
         except ImportError as exc:
             state.write_notes.append(f"nndiag: could not write {path}: its writer is not available ({exc}).")
         except OSError as exc:

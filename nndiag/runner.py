@@ -38,11 +38,16 @@ def resolve_device(device: str) -> str:
 
 
 def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
-                progress: ProgressCallback | None = None) -> Report:
-    """Load each model file and check it. A file that does not load becomes a load error."""
+                progress: ProgressCallback | None = None, host: Any = None) -> Report:
+    """Load each model file and check it. A file that does not load becomes a load error.
+
+    ``host`` is the run's :class:`~nndiag.plugins.PluginHost` (built from ``options`` when None).
+    """
     from nndiag.loading import load_model_file
+    from nndiag.plugins import PluginHost
 
     options = options or RunOptions()
+    host = host if host is not None else PluginHost(options.extra_plugins)
     paths = list(paths)
     reports = []
     for path in paths:
@@ -54,51 +59,38 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
             continue
         if len(paths) > 1:
             try:  # a bad nndiag_config in one file must not stop the other files being checked
-                reports.append(check_subject(subject, options, progress))
+                reports.append(check_subject(subject, options, progress, host))
             except UsageError as exc:
                 reports.append(SubjectReport(str(path), load_error=str(exc),
                                              load_error_details=traceback.format_exc()))
             continue
-        reports.append(check_subject(subject, options, progress))
-    return finish_run(Report(tuple(reports)), options)
+        reports.append(check_subject(subject, options, progress, host))
+    return finish_run(Report(tuple(reports)), host)
 
 
-def finish_run(report: Report, options: RunOptions) -> Report:
+def finish_run(report: Report, host: Any) -> Report:
     """Notify plugins that the run is over (``nndiag_run_finished``) and return the report."""
-    _plugin_manager(options).hook.nndiag_run_finished(report=report)
+    host.run_finished(report)
     return report
 
 
-_PM_CACHE: dict[tuple, Any] = {}
-
-
-def _plugin_manager(options: RunOptions):
-    from nndiag.plugins import get_plugin_manager
-
-    key = tuple(id(p) for p in options.extra_plugins)
-    if key not in _PM_CACHE:
-        _PM_CACHE.clear()  # one manager at a time; plugins registered by tests must not linger
-        _PM_CACHE[key] = get_plugin_manager(options.extra_plugins)
-    return _PM_CACHE[key]
-
-
 def check_subject(subject, options: RunOptions | None = None,
-                  progress: ProgressCallback | None = None) -> SubjectReport:
+                  progress: ProgressCallback | None = None, host: Any = None) -> SubjectReport:
     """Run the selected probes on one Subject; the user's generators are restored afterwards."""
-    from nndiag.plugins import collect_probes, select_probes
+    from nndiag.plugins import PluginHost
     from nndiag.probe import ProbeContext, build_config
     from nndiag.seeding import preserved_rng, seed_everything
     from nndiag.subject import Workbench
 
     options = options or RunOptions()
-    pm = _plugin_manager(options)
-    available = collect_probes(pm)
+    host = host if host is not None else PluginHost(options.extra_plugins)
+    available = host.probes()
     cfg = validate_file_config(subject.config, subject.name, list(available))
     only = list(options.probes) or list(cfg.get("probes", []))
     # An explicit --probe wins over the file's own skip list; --skip always applies.
     file_skip = [p for p in cfg.get("skip", []) if p not in options.probes]
     skip = list(options.skip) + file_skip
-    specs = select_probes(available, only, skip)
+    specs = host.select(only, skip)
     if not specs:
         raise UsageError(f"No probe left to run on {subject.name}: every selected probe is skipped.",
                          hint="Check --probe/--skip and the file's nndiag_config.")
@@ -117,7 +109,7 @@ def check_subject(subject, options: RunOptions | None = None,
             seed_everything(seed)
             result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id))
             results.append(result)
-            pm.hook.nndiag_probe_finished(subject=subject.name, result=result)
+            host.probe_finished(subject.name, result)
     return SubjectReport(subject.name, tuple(results))
 
 

@@ -31,7 +31,7 @@ def test_threshold_table_is_up_to_date():
 def test_threshold_table_lists_every_builtin_setting():
     import dataclasses
 
-    from nndiag.plugins import DEFAULT_PLUGINS, collect_probes, get_plugin_manager
+    from nndiag.plugins import DEFAULT_PROBE_PLUGINS as DEFAULT_PLUGINS, collect_probes, get_plugin_manager
 
     table = _gen().render()
     specs = collect_probes(get_plugin_manager(load_entry_points=False))

@@ -99,7 +99,8 @@ def test_notification_hooks_are_called():
     mod.nndiag_probe_finished = nndiag_probe_finished
     mod.nndiag_run_finished = nndiag_run_finished
     hooks = {n for n in dir(hookspecs) if n.startswith("nndiag_")}
-    assert hooks == {"nndiag_register_probes", "nndiag_probe_finished", "nndiag_run_finished"}
+    assert hooks == {"nndiag_register_probes", "nndiag_register_writers", "nndiag_probe_finished",
+                     "nndiag_run_finished"}
     f_report = nndiag.check(model=lambda: nn.Linear(4, 3), batch=BATCH, loss_fn=nn.CrossEntropyLoss(),
                             probes=["params"], plugins=[mod])
     assert seen["probes"] == [(f_report.subjects[0].subject, "params")]

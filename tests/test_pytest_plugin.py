@@ -293,9 +293,13 @@ def test_marker_and_options(suite):
 
 def test_bad_options_are_usage_errors(_warm, pytester):
     pytester.makepyfile(test_x="def test_x(): pass")
-    result = pytester.runpytest("--nndiag-report", "out.txt")
+    result = pytester.runpytest("--nndiag-report", "out.xyz")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--nndiag-report *out.txt: the suffix must be .html, .csv or .json.*"])
+    result.stderr.fnmatch_lines(["*--nndiag-report *out.xyz: *no report writer claims the suffix '.xyz'*"
+                                 "Use one of .csv, .htm, .html, .json, .txt*"])
+    result = pytester.runpytest("--nndiag-report", "junit=out.xml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*No report writer for the format 'junit'*Registered formats: csv, html, json, text*"])
     pytester.makeini("[pytest]\nnndiag_fail_on = sometimes\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
