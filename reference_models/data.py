@@ -6,7 +6,10 @@ The data root is, in order: the ``data_dir`` argument, the ``NNDIAG_DATA_DIR`` e
 ``~/.cache/nndiag/data`` (:func:`resolve_data_root`). Inside it the IDX files (``.gz`` or raw) are
 looked for in:
 
-* MNIST: ``<root>/mnist/`` or torchvision's layout ``<root>/MNIST/raw/``;
+* MNIST: ``<root>/mnist/`` or torchvision's layout ``<root>/MNIST/raw/``, then the copy of the
+  official MNIST test set shipped in this package (``reference_models/mnist/``, 1.6 MB; MNIST is by
+  LeCun, Cortes and Burges, CC BY-SA 3.0; see its README), so the reference models run on a fresh
+  clone or a pip install with no data folder and no network;
 * Fashion-MNIST: ``<root>/fashion-mnist/`` or ``<root>/FashionMNIST/raw/``, then Debian's
   ``/usr/share/datasets/fashion-mnist/`` (``apt-get install dataset-fashion-mnist``).
 
@@ -14,13 +17,14 @@ Splits
 ------
 With the training files present, the official split is used (60,000 training / 10,000 test images,
 split name e.g. ``"fashion-mnist-60k/10k"``). When only the official *test* files are there (as in
-the offline copy ``../shared/data/mnist``), the 10,000 test images are split deterministically: the
-first 8,000 for training, the last 2,000 for evaluation, and the split name says so
-(``"mnist-test-8k/2k"``). Scores on that split are not comparable with published MNIST scores.
+the shipped copy), the 10,000 test images are split deterministically: the first 8,000 for
+training, the last 2,000 for evaluation, and the split name says so (``"mnist-test-8k/2k"``).
+Scores on that split are not comparable with published MNIST scores.
 
-Nothing here downloads unless ``download=True`` is passed (then torchvision downloads the full set
-into ``<root>``, on a machine with a network), and nothing ever falls back to random data: a missing
-data set raises :class:`DataNotFoundError`.
+Nothing here downloads unless ``download=True`` is passed or ``NNDIAG_DOWNLOAD=1`` is set (what
+``nndiag check --download`` does): then, when no folder holds the training files, torchvision
+downloads the full set into ``<root>`` (needs a network). Nothing ever falls back to random data:
+a missing data set raises :class:`DataNotFoundError`.
 
 Normalisation
 -------------
@@ -67,6 +71,10 @@ OFFLINE_TRAIN_SIZE = 8000
 
 DEFAULT_DATA_ROOT = Path("~/.cache/nndiag/data")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: The official MNIST test set shipped with the package (package data; see its README.md).
+PACKAGED_MNIST = Path(__file__).resolve().parent / "mnist"
+#: ``NNDIAG_DOWNLOAD=1`` (set by ``nndiag check --download``) lets the loaders download.
+DOWNLOAD_ENV = "NNDIAG_DOWNLOAD"
 
 _SUBDIRS = {"mnist": ("mnist", "MNIST/raw"), "fashion-mnist": ("fashion-mnist", "FashionMNIST/raw")}
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -123,13 +131,18 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for data set ``name``, in order (Debian's folder last, Fashion-MNIST only)."""
+    """The folders searched for data set ``name``, in order: the data root's, then the shipped MNIST
+    test set (MNIST) or Debian's folder (Fashion-MNIST)."""
     _check_name(name)
     root = resolve_data_root(data_dir)
     dirs = [root / sub for sub in _SUBDIRS[name]]
-    if name == "fashion-mnist":
-        dirs.append(DEBIAN_FASHION_MNIST)
+    dirs.append(PACKAGED_MNIST if name == "mnist" else DEBIAN_FASHION_MNIST)
     return dirs
+
+
+def download_requested() -> bool:
+    """True when ``$NNDIAG_DOWNLOAD`` asks the loaders to download (``nndiag check --download``)."""
+    return os.environ.get(DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
@@ -160,11 +173,12 @@ def load_image_split(
     """Load data set ``name`` ("mnist" or "fashion-mnist"), normalised, with its train/eval split.
 
     Uses the official split when the training files are found, else the deterministic 8k/2k split of
-    the official test set (see the module docstring). With ``download=True`` and no training files
-    found, torchvision downloads the full set into the data root first (needs a network). Results are
-    cached per (data set, folder), so repeated calls are cheap.
+    the official test set (see the module docstring). With ``download=True`` (or ``NNDIAG_DOWNLOAD=1``)
+    and no training files found, torchvision downloads the full set into the data root first (needs
+    a network). Results are cached per (data set, folder), so repeated calls are cheap.
     """
     _check_name(name)
+    download = download or download_requested()
     found = _find_files(name, data_dir)
     if download and (found is None or not found[1]):  # nothing, or only the test files: get the full set
         _download(name, resolve_data_root(data_dir))
@@ -281,15 +295,12 @@ def _load_cached(name: str, folder: str, has_train: bool) -> ImageSplit:
 
 def _missing_message(name: str, data_dir) -> str:
     searched = ", ".join(str(d) for d in candidate_dirs(name, data_dir))
-    how = [
-        "point NNDIAG_DATA_DIR (or --data-dir) at a folder holding it, e.g. NNDIAG_DATA_DIR=../shared/data "
-        "from the project root where the offline copy exists",
-    ]
+    how = ["point --data-dir (or NNDIAG_DATA_DIR) at a folder holding <folder>/" + _SUBDIRS[name][0]
+           + "/t10k-images-idx3-ubyte.gz and its labels"]
     if name == "fashion-mnist":
         how.append("install the Debian package: apt-get install dataset-fashion-mnist")
-    how.append(
-        f"on a machine with a network, download it: python -m reference_models.train mlp --dataset {name} --download"
-    )
+    how.append("on a machine with a network, add --download (nndiag check FILE --download) to fetch it "
+               "with torchvision")
     return (
         f"{name} data not found: no IDX files (t10k-images-idx3-ubyte[.gz] and labels) in {searched}. "
         "To get it: " + "; or ".join(how) + "."

@@ -1,8 +1,8 @@
 """Shared pytest configuration for nndiag's own tests.
 
-The offline data root (``../shared/data`` beside the checkout: the official MNIST test set) is
-exported as ``NNDIAG_DATA_DIR`` when present and not already set, so the README's plain ``pytest``
-finds it. Tests that need it skip with a reason when it is absent.
+MNIST is the official test set shipped in ``reference_models/mnist/`` (what a fresh clone has).
+When ``NNDIAG_DATA_DIR`` is not set it is pointed at ``reference_models/`` (whose ``mnist/`` folder
+is that copy), so tests that look for ``$NNDIAG_DATA_DIR/mnist`` find the same files the loaders use.
 """
 
 import os
@@ -13,16 +13,16 @@ import pytest
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHIPPED_DATA = REPO / "reference_models"  # holds mnist/: the shipped MNIST test set
 
-if "NNDIAG_DATA_DIR" not in os.environ and (SHARED_DATA / "mnist").is_dir():
-    os.environ["NNDIAG_DATA_DIR"] = str(SHARED_DATA)
+if "NNDIAG_DATA_DIR" not in os.environ:
+    os.environ["NNDIAG_DATA_DIR"] = str(SHIPPED_DATA)
 
 
 @pytest.fixture
 def mnist_available() -> Path:
     """The data root holding MNIST; skips the test when there is none."""
-    root = Path(os.environ.get("NNDIAG_DATA_DIR", SHARED_DATA))
+    root = Path(os.environ.get("NNDIAG_DATA_DIR", SHIPPED_DATA))
     if not (root / "mnist").is_dir():
         pytest.skip(f"MNIST not found under {root} (set NNDIAG_DATA_DIR)")
     return root

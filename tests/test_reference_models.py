@@ -16,7 +16,7 @@ import torch
 from reference_models import data as rm_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = REPO / "reference_models"  # the shipped MNIST test set is in its mnist/ folder
 MNIST_DIR = SHARED_DATA / "mnist"
 WEIGHTS = REPO / "reference_models" / "weights"
 
@@ -103,6 +103,7 @@ def test_download_only_when_asked_and_needed(tmp_path, monkeypatch):
         write_fake_set(root / "MNIST" / "raw", n_train=60, n_test=30)
 
     monkeypatch.setattr(rm_data, "_download", fake_download)
+    monkeypatch.setattr(rm_data, "PACKAGED_MNIST", tmp_path / "no-shipped-sample")
     with pytest.raises(rm_data.DataNotFoundError):
         rm_data.load_image_split("mnist", tmp_path)  # download=False never downloads
     assert calls == []
@@ -138,12 +139,37 @@ def test_torchvision_layout_is_found(tmp_path):
     assert split.source == raw and split.split == "mnist-test-8k/2k"
 
 
-def test_missing_mnist_raises_a_clear_error(tmp_path):
+def test_missing_mnist_raises_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(rm_data, "PACKAGED_MNIST", tmp_path / "no-shipped-sample")
     with pytest.raises(rm_data.DataNotFoundError) as info:
         rm_data.load_image_split("mnist", tmp_path)
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     assert str(tmp_path / "mnist") in message and "NNDIAG_DATA_DIR" in message and "--download" in message
+
+
+def test_the_shipped_sample_is_the_official_test_set_and_the_fallback(tmp_path, monkeypatch):
+    """No data root, no variable: MNIST comes from the copy shipped in reference_models/mnist/."""
+    import hashlib
+
+    md5 = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+           "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}
+    for name, digest in md5.items():  # torchvision's md5 sums for the official test files
+        assert hashlib.md5((rm_data.PACKAGED_MNIST / name).read_bytes()).hexdigest() == digest
+    monkeypatch.delenv("NNDIAG_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    split = rm_data.load_image_split("mnist")
+    assert split.source == rm_data.PACKAGED_MNIST and split.split == "mnist-test-8k/2k"
+    assert rm_data.candidate_dirs("mnist")[-1] == rm_data.PACKAGED_MNIST
+
+
+def test_nndiag_download_variable_asks_for_the_full_set(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(rm_data, "_download", lambda name, root: calls.append((name, root))
+                        or write_fake_set(root / "MNIST" / "raw", n_train=50, n_test=10))
+    monkeypatch.setenv("NNDIAG_DOWNLOAD", "1")
+    split = rm_data.load_image_split("mnist", tmp_path)  # only the shipped test set: download
+    assert calls == [("mnist", tmp_path)] and split.split == "mnist-50/10"
 
 
 def test_missing_fashion_mnist_mentions_the_debian_package(tmp_path, monkeypatch):
