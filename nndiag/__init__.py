@@ -15,8 +15,8 @@ from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "check_probe", "hookimpl", "Probe", "Finding", "ProbeResult", "Report", "Status",
-           "SubjectReport", "threshold", "__version__"]
+__all__ = ["check", "check_probe", "watch", "hookimpl", "Probe", "Finding", "ProbeResult", "Report",
+           "Status", "SubjectReport", "threshold", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from nndiag import api
 
         return getattr(api, name)
+    if name == "watch":  # nndiag.watch(model, optimizer): the in-training watch (docs/watch.md)
+        import importlib
+
+        return importlib.import_module("nndiag.watch")  # a callable module: nndiag.watch(...) works
     if name in ("Probe", "threshold"):
         from nndiag import probe
 

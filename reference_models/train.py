@@ -1,13 +1,15 @@
 """Train one reference model and record its held-out score.
 
     python -m reference_models.train NAME [--dataset mnist|fashion-mnist] [--epochs N]
-        [--data-dir DIR] [--out DIR] [--seed N] [--limit N] [--batch-size N] [--download]
+        [--data-dir DIR] [--out DIR] [--seed N] [--limit N] [--batch-size N] [--download] [--watch]
 
 NAME is one of xor, mlp, cnn, lstm, seq_classifier. The model, loss, optimizer and data all come from
 the model file itself (``reference_models/NAME.py``), so there is one definition of each. Writes
 ``<out>/<NAME>.pt`` (a ``state_dict``, loadable with ``torch.load(path, weights_only=True)``) and
 ``<out>/metrics.json`` (``test_accuracy`` or ``test_mse``, ``epochs``, ``train_seconds``, ``dataset``,
-``split``, ``model``, ``seed``, ...). Exits 2 with a message when the data is missing.
+``split``, ``model``, ``seed``, ...). Exits 2 with a message when the data is missing. With
+``--watch`` the run is watched by ``nndiag.watch`` (docs/watch.md): verdicts print as they happen,
+and ``<out>/watch.json`` and ``<out>/watch.html`` hold the report.
 
 Nothing is downloaded unless ``--download`` is given (needs a network).
 """
@@ -49,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="default: the model file's BATCH_SIZE")
     parser.add_argument("--download", action="store_true", help="download missing data with torchvision (network)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--watch", action="store_true",
+                        help="watch the run with nndiag.watch; writes <out>/watch.json and watch.html")
     return parser.parse_args(argv)
 
 
@@ -68,8 +72,8 @@ def make_loaders(module, args):
     return train, test
 
 
-def train_epoch(model, loader, loss_fn, optimizer, progress) -> float:
-    """One pass over ``loader``; returns the mean training loss."""
+def train_epoch(model, loader, loss_fn, optimizer, progress, watch=None) -> float:
+    """One pass over ``loader``; returns the mean training loss (``watch``: an nndiag watch)."""
     model.train()
     total, count = 0.0, 0
     for inputs, targets in loader:
@@ -77,6 +81,8 @@ def train_epoch(model, loader, loss_fn, optimizer, progress) -> float:
         loss = loss_fn(model(inputs), targets)
         loss.backward()
         optimizer.step()
+        if watch is not None:
+            watch.step(loss)
         total += loss.item() * len(targets)
         count += len(targets)
         progress.update(1)
@@ -125,19 +131,47 @@ def run(args) -> dict:
     history = []
     progress = _progress_bar(epochs * len(train_loader), args.name, args.quiet)
     train_seconds = 0.0  # training passes only; the per-epoch evaluations are not counted
+    watch = _start_watch(args, model, optimizer, progress)
     for epoch in range(1, epochs + 1):
         progress.set_description(f"{args.name} epoch {epoch}/{epochs}")
         start = time.perf_counter()
-        train_loss = train_epoch(model, train_loader, loss_fn, optimizer, progress)
+        train_loss = train_epoch(model, train_loader, loss_fn, optimizer, progress, watch)
         train_seconds += time.perf_counter() - start
         history.append({"epoch": epoch, "train_loss": train_loss, **_prefixed(evaluate(model, test_loader, loss_fn, task))})
         progress.write(_epoch_line(history[-1]))
     progress.close()
+    if watch is not None:
+        _finish_watch(watch, Path(args.out))
 
     final = evaluate(model, test_loader, loss_fn, task)
     metrics = _metrics(args, module, train_loader, test_loader, epochs, train_seconds, initial, final, history)
     save(model, metrics, Path(args.out), args.name)
     return metrics
+
+
+def _start_watch(args, model, optimizer, progress):
+    """An nndiag watch on the run (``--watch``), printing verdicts through the progress bar."""
+    if not getattr(args, "watch", False):
+        return None
+    import nndiag.watch
+
+    def say(event):
+        progress.write(f"nndiag watch: [{event.check}] {event.severity} at step {event.step}: {event.message}")
+
+    return nndiag.watch.watch(model, optimizer, name=f"reference_models/{args.name}.py (watched)",
+                              on_event=say, raise_on_stop=False).start()
+
+
+def _finish_watch(watch, out: Path) -> None:
+    """Close the watch, print its summary, write ``watch.json`` and ``watch.html`` to ``out``."""
+    from nndiag.writers import html, json_writer, text
+
+    watch.close()
+    report = watch.report
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "watch.json").write_text(json_writer.render(report), encoding="utf-8")
+    (out / "watch.html").write_text(html.render(report), encoding="utf-8")
+    print(text.render(report), end="")
 
 
 def save(model, metrics: dict, out: Path, name: str) -> None:

@@ -116,3 +116,24 @@ def make(seed: int, lr: float = 1e-3, opt: str = "adam"):
     if opt == "sgd":
         return model, torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return model, torch.optim.Adam(model.parameters(), lr=lr)
+
+
+class _NanBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class BadBackward(nn.Module):
+    """Identity forward whose backward turns the (finite) gradient into NaN once armed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("armed", torch.zeros(()))
+
+    def forward(self, x):
+        return _NanBackward.apply(x) if bool(self.armed > 0) else x

@@ -17,18 +17,21 @@ docs/watch.md lists the checks, their thresholds and their cost.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any, Callable, Mapping
 
 from nndiag.watch.config import CHECKS, DEFAULT_POLICY, WatchConfig, make_config
-from nndiag.watch.core import TrainingStopped, Watch, WatchWarning
-from nndiag.watch.timeline import Event
+
+_LAZY = {"Watch": "core", "TrainingStopped": "core", "WatchWarning": "core", "WatchHook": "core",
+         "Event": "timeline"}  # torch is imported on first use, not by ``import nndiag.watch``
 
 
 def watch(model, optimizer=None, *, scaler: Any = None, scheduler: Any = None, name: str = "",
           policy: str | Mapping[str, str] | None = None, profile: str | None = None,
-          config: WatchConfig | None = None, on_event: Callable[[Event], None] | None = None,
+          config: WatchConfig | None = None, on_event: Callable[[Any], None] | None = None,
           raise_on_stop: bool = True, sync_every: int | None = None,
-          replay_loss: Callable | None = None, **settings: Any) -> Watch:
+          replay_loss: Callable | None = None, **settings: Any) -> "Watch":
     """Watch ``model`` (trained by ``optimizer``) in the caller's own loop; use as a context manager.
 
     ``scaler``: the ``torch.amp.GradScaler`` in use (its skipped steps are then expected, and a
@@ -40,6 +43,8 @@ def watch(model, optimizer=None, *, scaler: Any = None, scheduler: Any = None, n
     verdict as it happens (default: a :class:`WatchWarning`). ``replay_loss(model, output)``: how to
     compute the loss from a replayed forward, so a backward NaN producer can be named.
     """
+    from nndiag.watch.core import Watch
+
     cfg = make_config(config, policy, profile, settings)
     return Watch(model, optimizer, config=cfg, scaler=scaler, scheduler=scheduler, name=name,
                  raise_on_stop=raise_on_stop, on_event=on_event, sync_every=sync_every,
@@ -48,3 +53,22 @@ def watch(model, optimizer=None, *, scaler: Any = None, scheduler: Any = None, n
 
 __all__ = ["watch", "Watch", "WatchConfig", "TrainingStopped", "WatchWarning", "Event", "CHECKS",
            "DEFAULT_POLICY"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"nndiag.watch.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'nndiag.watch' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """``nndiag.watch`` is both this package and the function: ``nndiag.watch(model, opt)`` and
+    ``nndiag.watch.TrainingStopped`` both work, whichever import ran first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "Watch":
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

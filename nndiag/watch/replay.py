@@ -71,38 +71,25 @@ def _instrumented(twin, cap, loss_of) -> Producer | None:
     watcher = _FirstNonFinite()
     tracer = CallTracer(twin, before_call=watcher.before, on_call=watcher.after,
                         on_module=watcher.module)
-    with tracer.active():
-        output = _call(twin, cap)
-    if watcher.found is not None:
-        info = watcher.found
-        return Producer("forward", info.where, _describe(info) + ", its inputs finite")
-    if watcher.module_found is not None:
-        path, module = watcher.module_found
-        return Producer("forward", module_label(path, module),
-                        "its output is not finite while its inputs are")
-    if loss_of is None:
-        return None
-    loss = loss_of(twin, output)
-    if not all_finite(loss):
-        return Producer("loss", "loss", f"the loss is {float(loss.detach())} while the model's "
-                        "output is finite: the loss function produced it")
-    return _backward(twin, loss)
-
-
-def _backward(twin: torch.nn.Module, loss: torch.Tensor) -> Producer | None:
     found: list[tuple[str, torch.nn.Module]] = []
-    handles = []
-
-    def hook(path):
-        def fn(module, grad_input, grad_output):
-            if not found and all_finite(grad_output) and not all_finite(grad_input):
-                found.append((path, module))
-        return fn
-
+    # full backward hooks must be in place before the forward that builds the graph
+    handles = _backward_hooks(twin, found) if loss_of is not None else []
     try:
-        for path, module in twin.named_modules():
-            if next(module.children(), None) is None:  # leaves only: where the ops are
-                handles.append(module.register_full_backward_hook(hook(path)))
+        with tracer.active():
+            output = _call(twin, cap)
+        if watcher.found is not None:
+            info = watcher.found
+            return Producer("forward", info.where, _describe(info) + ", its inputs finite")
+        if watcher.module_found is not None:
+            path, module = watcher.module_found
+            return Producer("forward", module_label(path, module),
+                            "its output is not finite while its inputs are")
+        if loss_of is None:
+            return None
+        loss = loss_of(twin, output)
+        if not all_finite(loss):
+            return Producer("loss", "loss", f"the loss is {float(loss.detach())} while the model's "
+                            "output is finite: the loss function produced it")
         twin.zero_grad(set_to_none=True)
         loss.backward()
     finally:
@@ -116,6 +103,19 @@ def _backward(twin: torch.nn.Module, loss: torch.Tensor) -> Producer | None:
     if bad:
         return Producer("gradients", bad[-1], f"{len(bad)} parameter gradient(s) non-finite")
     return None
+
+
+def _backward_hooks(twin: torch.nn.Module, found: list) -> list:
+    """Full backward hooks on the leaf modules, recording the first module (in backward order)
+    whose output gradient is finite and whose input gradient is not."""
+    def hook(path):
+        def fn(module, grad_input, grad_output):
+            if not found and all_finite(grad_output) and not all_finite(grad_input):
+                found.append((path, module))
+        return fn
+
+    return [module.register_full_backward_hook(hook(path)) for path, module in twin.named_modules()
+            if next(module.children(), None) is None]
 
 
 def _drop_watch_hooks(twin: torch.nn.Module) -> None:

@@ -45,6 +45,8 @@ class ActivationSampler:
         self._ctx: Any = None
         self._handles: list[Any] = []
         self._calls: dict[tuple, int] = {}
+        self._last_out: dict[str, Any] = {}  # site -> its latest output, during one forward
+        self.output_sites: set[str] = set()  # sites whose output is the model's output
 
     def arm(self) -> None:
         """Trace the next training forward(s) until :meth:`disarm`."""
@@ -65,7 +67,8 @@ class ActivationSampler:
         sat = {}
         for k, (count, obs) in self.sat.items():
             frac = count.float() / max(float(obs), 1.0)
-            sat[k] = float((frac > self.unit_fraction).float().mean())
+            name = f"{k} (model output)" if k in self.output_sites else k
+            sat[name] = float((frac > self.unit_fraction).float().mean())
         self.alive, self.sat, self._calls = {}, {}, {}
         return dead, sat
 
@@ -78,6 +81,12 @@ class ActivationSampler:
         self._ctx.__enter__()
 
     def _exit(self, module, inputs, output) -> None:
+        # A final sigmoid/tanh saturates as the model grows confident: that is learning, not a bug
+        # (the saturation probe does not judge a trained model's output activation either).
+        for site, out in self._last_out.items():
+            if out is output:
+                self.output_sites.add(site)
+        self._last_out = {}
         self._leave()
 
     def _leave(self) -> None:
@@ -107,6 +116,7 @@ class ActivationSampler:
             prev = self.alive.get(site)
             self.alive[site] = seen if prev is None or prev.shape != seen.shape else prev | seen
         else:
+            self._last_out[site] = info.output
             count = (u.abs() > self.limit).sum(0)
             prev = self.sat.get(site)
             if prev is None or prev[0].shape != count.shape:

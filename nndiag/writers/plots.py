@@ -534,9 +534,64 @@ PLOTTERS: dict[str, Callable[..., list[Plot]]] = {
 }
 
 
+def plot_charts(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
+    """The line charts a result declares as plain data in ``data["charts"]``: a list of
+    ``{"kind": "line", "title", "x": [...], "series": [{"name", "y": [...]}], "xlabel", "ylabel",
+    "log_y", "limits": [{"label", "y"}], "marks": [{"label", "x"}]}`` (the watch's timelines).
+    Generic: any probe, built-in or third-party, gets these drawn. Non-finite points are left out
+    and counted in the caption; a malformed chart is skipped."""
+    charts = (getattr(result, "data", None) or {}).get("charts")
+    out: list[Plot] = []
+    for i, c in enumerate(charts if isinstance(charts, list) else []):
+        if not isinstance(c, Mapping) or c.get("kind", "line") != "line":
+            continue
+        xs = series(c.get("x"))
+        lines = []
+        for j, s in enumerate(c.get("series") or []):
+            ys = series(s.get("y")) if isinstance(s, Mapping) else None
+            if xs is None or ys is None:
+                continue
+            pts = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
+            lines.append((label(s.get("name", f"series {j + 1}"), 32), pts, len(ys) - len(pts)))
+        lines = [ln for ln in lines if ln[1]][:len(SERIES) * 2]
+        if not lines:
+            continue
+        limits = [(label(m.get("label", ""), 24), finite(m.get("y"))) for m in c.get("limits") or []
+                  if isinstance(m, Mapping)]
+        marks = [(label(m.get("label", ""), 24), finite(m.get("x"))) for m in c.get("marks") or []
+                 if isinstance(m, Mapping)][:12]
+        ys_all = [y for _, pts, _ in lines for _, y in pts]
+        log_y = bool(c.get("log_y")) and all(y > 0 for y in ys_all)
+
+        def draw(ax, lines=lines, limits=limits, marks=marks, log_y=log_y, c=c):
+            if log_y:
+                _log_axis(ax, "y")
+            for j, (name, pts, _) in enumerate(lines):
+                ax.plot(*zip(*pts), lw=1.3, color=SERIES[j % len(SERIES)], label=name,
+                        ls="-" if j < len(SERIES) else "--", marker="." if len(pts) < 30 else None)
+            for name, y in limits:
+                if y is not None and (not log_y or y > 0):
+                    ax.axhline(y, color=FG, lw=0.9, ls="--", label=name or None)
+            for name, x in marks:
+                if x is not None:
+                    ax.axvline(x, color=SERIES[3], lw=0.9, ls=":")
+            ax.set_xlabel(label(c.get("xlabel", "step"), 32))
+            ax.set_ylabel(label(c.get("ylabel", ""), 32) + (" (log scale)" if log_y else ""))
+
+        svg = figure_svg(draw, height_in=2.6, salt=_salt(result, f"chart{i}", key))
+        dropped = sum(d for _, _, d in lines)
+        cap = f"{len(lines)} series over {len(xs or [])} points"
+        if dropped:
+            cap += f"; {dropped} non-finite or missing value(s) left out"
+        if marks:
+            cap += "; dotted lines: " + ", ".join(f"{n} ({x:g})" for n, x in marks if x is not None)
+        out.append(Plot(label(c.get("title", "Timeline"), 80), svg, cap + "."))
+    return out
+
+
 def plots_for(result: Any, key: Any = 0, defaults: Mapping[str, Any] | None = None) -> list[Plot]:
     """The plots for one probe result. ``key`` must differ between the results of one page (it
     keeps the SVG ids apart); ``defaults`` are the probe's default settings (limits to draw when
     the result does not carry them). May raise: the caller turns that into a note."""
     fn = PLOTTERS.get(getattr(result, "probe", ""))
-    return fn(result, key, defaults or {}) if fn else []
+    return (fn(result, key, defaults or {}) if fn else []) + plot_charts(result, key, defaults)

@@ -2,8 +2,13 @@
 
 A layer's reference is the median of its gradient norm over the first two log intervals (its
 "early" norm). At each later interval the block median is compared with it: above
-``exploding_growth`` times the early norm (or above ``exploding_abs``) it is exploding; below
-``vanishing_ratio`` times it (or below ``vanishing_abs``) it is vanishing. A condition must hold
+``exploding_growth`` times the early norm (or above ``exploding_abs``) it is exploding. Vanishing
+is relative to the layer nearest the loss (the last one with a gradient), as in AUTOTRAINER's
+first/last-layer ratio: a layer whose norm, relative to its early norm, fell ``vanishing_ratio``
+times further than the last layer's did (or below ``vanishing_abs``) is vanishing. Every layer's
+gradient shrinks together when a run converges (the healthy XOR run ends at 8e-4 of its early
+norm, docs/watch.md); only a fade that the layers near the loss do not share is a vanishing
+gradient. A condition must hold
 for ``sustain`` intervals in a row; the onset is the first step, in the first of those intervals,
 past the level. Norms are the unscaled ones of the optimizer step (after ``scaler.unscale_``, read
 in the optimizer's step pre-hook), so AMP scale changes do not move them.
@@ -38,19 +43,24 @@ class GradientsCheck(Check):
             self._blocks += 1
             if start + size <= early_steps:
                 continue
+            medians = {}
             for layer, series in tl.layer_grad.items():
                 if layer not in self.early:
-                    e = median(series[:early_steps])
-                    self.early[layer] = e
+                    self.early[layer] = median(series[:early_steps])
                 e = self.early[layer]
-                if not (math.isfinite(e) and e > 0):
-                    continue  # no gradient at all: watch.updates reports it
-                block = series[start:start + size]
-                m = median(block)
+                if math.isfinite(e) and e > 0:  # no gradient at all: watch.updates reports it
+                    medians[layer] = median(series[start:start + size])
+            ref = next((k for k in reversed(list(medians)) if math.isfinite(medians[k])), None)
+            if ref is None:
+                continue
+            ref_fade = medians[ref] / self.early[ref]
+            for layer, m in medians.items():
                 if not math.isfinite(m):
                     continue
+                e = self.early[layer]
+                block = tl.layer_grad[layer][start:start + size]
                 hi = min(self.cfg.exploding_growth * e, self.cfg.exploding_abs)
-                lo = max(self.cfg.vanishing_ratio * e, self.cfg.vanishing_abs)
+                lo = max(self.cfg.vanishing_ratio * e * min(ref_fade, 1.0), self.cfg.vanishing_abs)
                 self._track(layer, "exploding", m > hi, block, start, lambda v: v > hi, m, hi, e)
                 self._track(layer, "vanishing", m < lo, block, start, lambda v: v < lo, m, lo, e)
 
