@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 __all__ = [
     "batches", "loader", "digits_flat", "digits_images", "digits_rgb", "blobs", "iris", "wine",
     "raw_count_regression", "poly_regression", "sine", "token_classification", "token_tagging",
-    "lm_tokens", "reverse_pairs", "multilabel", "pad_lengths",
+    "lm_tokens", "reverse_pairs", "multilabel", "pad_lengths", "shapes_segmentation",
 ]
 
 
@@ -238,3 +238,17 @@ def reverse_pairs(n: int = 512, seq_len: int = 6, vocab: int = 12, *, seed: int 
 def pad_lengths(lengths: torch.Tensor) -> torch.Tensor:
     """Sequence lengths as the int64 CPU tensor ``pack_padded_sequence`` wants."""
     return lengths.to(torch.int64).cpu()
+
+
+def shapes_segmentation(n: int = 256, size: int = 16, *, seed: int = 0, noise: float = 0.3):
+    """Segmentation: grey ``(n, 1, size, size)`` images with one bright disc and one dim square
+    plus Gaussian noise; the float ``(n, 1, size, size)`` target is the disc's mask."""
+    g = _gen(seed)
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    cx, cy = (torch.rand(2, n, 1, 1, generator=g) * (size - 6) + 3)
+    r = torch.rand(n, 1, 1, generator=g) * 2 + 2
+    disc = (((xx - cx) ** 2 + (yy - cy) ** 2) <= r ** 2).float()
+    sx, sy = torch.randint(0, size - 5, (2, n, 1, 1), generator=g)
+    square = ((xx >= sx) & (xx < sx + 5) & (yy >= sy) & (yy < sy + 5)).float() * (1 - disc)
+    img = disc + 0.5 * square + noise * torch.randn(n, size, size, generator=g)
+    return img.unsqueeze(1), disc.unsqueeze(1)
