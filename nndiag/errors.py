@@ -42,9 +42,18 @@ class ProbeSkipped(Exception):
         super().__init__(reason)
 
 
+MESSAGE_LIMIT = 2000  # characters of a user exception kept in a message; beyond, --traceback has it
+
+
 def describe_exception(exc: BaseException) -> str:
-    """``TypeName: message`` of an exception raised by user code, cut to one readable line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(text) > 300:
-        text = text[:297] + "..."
+    """``TypeName: message`` of an exception raised by user code, on one line.
+
+    The message is kept whole (its lines joined), so the hint a data loader puts at the end of a
+    long message still reaches the user; only a message longer than :data:`MESSAGE_LIMIT` is
+    shortened, at a word boundary, saying so.
+    """
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    if len(text) > MESSAGE_LIMIT:
+        cut = text.rfind(" ", 0, MESSAGE_LIMIT)
+        text = text[: cut if cut > 0 else MESSAGE_LIMIT] + " [...; --traceback shows the whole message]"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -20,10 +20,12 @@ from nndiag.batches import (
     batch_size,
     call_model,
     describe_shapes,
+    iter_tensors,
     split_batch,
     to_device,
 )
 from nndiag.errors import SubjectError, describe_exception
+from nndiag.isolation import ProcessExit
 from nndiag.seeding import fork_seeded
 
 DEFAULT_LR = 1e-3  # contract §1: the default optimizer is Adam(params, lr=1e-3)
@@ -77,6 +79,10 @@ class Workbench:
         self._iterator: Any = None
         self._exhausted = False
         self._batches_error: SubjectError | None = None
+        self.activity = ""  # the user code last called, for a time-limit message
+        self._last_forward: tuple[torch.nn.Module, Any] | None = None
+        self.model_bytes: int | None = None  # the model's size, estimated before anything runs
+        self.free_bytes: int | None = None  # free memory on the device then
 
     # ---- models and optimizers -------------------------------------------------------------
     def fresh_model(self) -> torch.nn.Module:
@@ -85,10 +91,14 @@ class Workbench:
         with fork_seeded(self.seed):
             model = self._user_call(s.model_source, s.model_factory)
         if not isinstance(model, torch.nn.Module):
+            extra = (" If it builds the optimizer too, return only the model and move the optimizer "
+                     "into build_optimizer(params)." if isinstance(model, (tuple, list)) else "")
             raise SubjectError(
                 f"{s.model_source} returned a {type(model).__name__}, not a torch.nn.Module.",
-                hint="Return the model object, e.g. `def build_model(): return MyNet()`.",
+                hint="Return the model object, e.g. `def build_model(): return MyNet()` (a missing "
+                "`return` gives None)." + extra,
             )
+        _refuse_meta(model, s.model_source)
         if s.weights is not None:
             state = torch.load(s.weights, map_location="cpu", weights_only=True)
             try:
@@ -100,7 +110,17 @@ class Workbench:
                 ) from exc
         model.to(self.device)
         model.train()
+        if _has_lazy(model):
+            self._materialise(model)
         return model
+
+    def _materialise(self, model: torch.nn.Module) -> None:
+        """Run one forward under the run seed so lazy modules (nn.LazyLinear, ...) get their
+        shapes and initial weights; every probe then sees the same initialised model."""
+        batch = self.first_batch()
+        inputs, _ = split_batch(batch, self.subject.data_source)
+        with fork_seeded(self.seed), torch.no_grad():
+            self._user_call("the model's first (lazy-initialising) forward", call_model, model, inputs)
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) pairs that require grad; SubjectError when there are none."""
@@ -121,12 +141,66 @@ class Workbench:
         factory = self.subject.optimizer_factory or default_optimizer
         params = [p for p in model.parameters() if p.requires_grad]
         opt = self._user_call("build_optimizer(params)", factory, params)
+        if isinstance(opt, type):
+            raise SubjectError(
+                f"build_optimizer(params) returned the class {opt.__name__}, not an optimizer.",
+                hint=f"Return an instance: `return torch.optim.{opt.__name__}(params, lr=1e-3)`.",
+            )
+        if isinstance(opt, torch.optim.Optimizer):
+            opt = _own_copy(opt, params)
+            if _needs_closure(opt) and self.subject.train_step is None:
+                opt.step = self._closure_step(opt)  # type: ignore[method-assign]
         if not isinstance(opt, torch.optim.Optimizer):
             raise SubjectError(
                 f"build_optimizer(params) returned a {type(opt).__name__}, not a torch.optim.Optimizer.",
                 hint="Return an optimizer, e.g. `return torch.optim.Adam(params, lr=1e-3)`.",
             )
         return opt
+
+    def _closure_step(self, opt: torch.optim.Optimizer) -> Callable[..., Any]:
+        """``opt.step`` for optimizers that need a closure (LBFGS) when nndiag does the step: the
+        closure recomputes the loss of the last forward's model and batch."""
+        step = opt.step
+
+        def closure_step(closure=None):
+            if closure is None and self._last_forward is not None:
+                model, batch = self._last_forward
+
+                def closure():
+                    opt.zero_grad(set_to_none=True)
+                    loss = self.compute_loss(model, batch)
+                    self.backward(loss)
+                    return loss
+            return step(closure)
+
+        return closure_step
+
+    def preflight(self) -> SubjectError | None:
+        """Produce the model, the first batch and the optimizer once, before any probe, then one
+        loss with its backward.
+
+        A SubjectError raised here (no model, no data, no optimizer) means nothing can be checked:
+        the runner reports it once, at file level. A loss that cannot be computed is returned
+        instead: some probes may still judge the cause (the data probe finds targets out of
+        range), so the runner decides after the probes whether it is the file-level message.
+        """
+        s = self.subject
+        with fork_seeded(self.seed):
+            model = self.fresh_model()
+            batch = self.first_batch()
+            self.make_optimizer(model)
+            if s.train_step is not None:
+                return None
+            split_batch(batch, s.data_source) if s.training_step is None else None
+            try:
+                loss = self.compute_loss(model, batch)
+                if loss.requires_grad:
+                    self.backward(loss)
+            except SubjectError as exc:
+                if isinstance(exc.__cause__, (SystemExit, ProcessExit)):
+                    raise  # an exit explains itself: no probe can say more
+                return exc
+        return None
 
     # ---- data ------------------------------------------------------------------------------
     def probe_batches(self, min_samples: int = 0) -> list[Any]:
@@ -168,6 +242,9 @@ class Workbench:
             )
         with fork_seeded(self.seed):
             iterable = self._user_call(s.data_source, s.batches)
+            from nndiag.loading import not_batches
+
+            not_batches(iterable, s.data_source, s.name)
             try:
                 return iter(iterable)
             except TypeError:
@@ -188,6 +265,7 @@ class Workbench:
                 except StopIteration:
                     self._exhausted = True
                     break
+                _check_batch(batch, s.data_source, first=not self._batches)
                 self._batches.append(batch)
                 total += batch_size(batch)
         if not self._batches:
@@ -201,14 +279,21 @@ class Workbench:
     def forward(self, model: torch.nn.Module, batch: Any) -> Any:
         """The model's output on the batch's inputs, with shape errors explained."""
         inputs, _ = split_batch(batch, self.subject.data_source)
+        self.activity = "the model's forward"
+        self._last_forward = (model, batch)
         try:
             return call_model(model, inputs)
+        except SubjectError:
+            raise
+        except SystemExit as exc:
+            raise _exit_error("the model's forward", f"sys.exit({exc.code})") from exc
+        except ProcessExit as exc:
+            raise _exit_error("the model's forward", str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - any failure in user code becomes a message
             raise SubjectError(
-                f"The model's forward raised {describe_exception(exc)} on inputs of shape "
+                f"The model's forward raised {describe_exception(exc).rstrip('.')} on inputs of shape "
                 f"{describe_shapes(inputs)}.",
-                hint=f"Make {self.subject.data_source} return inputs the model accepts, or fix the "
-                "layer named in the error.",
+                hint=_forward_hint(exc, inputs, self.subject.data_source),
             ) from exc
 
     def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
@@ -277,20 +362,160 @@ class Workbench:
 
     def _user_call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call user code; any exception becomes a SubjectError that names ``what`` raised."""
+        self.activity = what
         try:
             return fn(*args)
         except (SubjectError, StopIteration):
             raise
+        except SystemExit as exc:
+            raise _exit_error(what, f"sys.exit({exc.code})") from exc
+        except ProcessExit as exc:
+            raise _exit_error(what, str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
             raise SubjectError(
                 f"{what} raised {describe_exception(exc).rstrip('.')}.",
-                hint="Fix the error in your code (run with --traceback to see where it happened).",
+                hint=_call_hint(exc, what, self.subject),
             ) from exc
 
     @property
     def has_own_step(self) -> bool:
         """True when the user's ``train_step`` does the whole update (zero_grad/backward/step)."""
         return self.subject.train_step is not None
+
+
+def _exit_error(what: str, how: str) -> SubjectError:
+    return SubjectError(
+        f"{what} called {how}, which would end nndiag's process.",
+        hint="Remove the exit from the code nndiag calls (raise an exception instead); put script "
+        "code under `if __name__ == '__main__':`.",
+    )
+
+
+def _role(what: str, subject: Subject) -> str:
+    """Whose part of the model file ``what`` is: its model, data, loss, optimizer or train_step."""
+    if what.startswith(("build_optimizer",)):
+        return "optimizer (build_optimizer)"
+    if what.startswith("train_step"):
+        return "train_step"
+    if "loss" in what or what.startswith("training_step"):
+        return "loss"
+    if subject.data_source in what:
+        return "data"
+    return "model"
+
+
+def _call_hint(exc: BaseException, what: str, subject: Subject) -> str:
+    """The fix for an exception in user code: whose code it is, and the usual causes."""
+    text = str(exc)
+    hint = (f"The problem is in the file's {_role(what, subject)} ({what}); "
+            "fix it there (run with --traceback to see the line).")
+    if isinstance(exc, TypeError) and ("argument" in text) and "(" in what:
+        hint += f" nndiag calls it as {what}: give it exactly that signature."
+    if "dtype" in text or "scalar type" in text or "can't be cast" in text:
+        hint += (" Check the dtypes: class ids for CrossEntropyLoss/NLLLoss are int64 (`y.long()`), "
+                 "while MSELoss, L1Loss and the BCE losses need float targets (`y.float()`).")
+    return hint
+
+
+def _forward_hint(exc: BaseException, inputs: Any, source: str) -> str:
+    """The fix for a forward that raised, from the error and the inputs' types."""
+    text = str(exc)
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in iter_tensors(inputs)})
+    if "dtype" in text or "scalar type" in text:
+        if any(d.startswith(("int", "uint", "bool")) for d in dtypes):
+            return (f"{source} gives {'/'.join(dtypes)} inputs to layers with float weights: convert "
+                    "them, e.g. `x.float()` (keep integer ids only for nn.Embedding inputs).")
+        return (f"The inputs are {'/'.join(dtypes)} and the weights have another dtype: convert one "
+                "side, e.g. `x.float()` or `model.float()` (or `x.double()` for a float64 model).")
+    if "unexpected keyword argument" in text and isinstance(inputs, dict):
+        return ("A dict of inputs is passed as keyword arguments (model(**inputs)): name its keys "
+                "after forward()'s parameters, or give a tensor or a tuple instead.")
+    return f"Make {source} return inputs the model accepts, or fix the layer named in the error."
+
+
+def _check_batch(batch: Any, source: str, first: bool) -> None:
+    """SubjectError for batches no probe can use: numpy arrays, meta tensors, no samples."""
+    import numpy as np
+
+    def has_numpy(obj: Any) -> bool:
+        if isinstance(obj, np.ndarray):
+            return True
+        if isinstance(obj, dict):
+            return any(has_numpy(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return any(has_numpy(v) for v in obj)
+        return False
+
+    if has_numpy(batch):
+        raise SubjectError(
+            f"{source} gave numpy arrays (ndarray), not torch tensors.",
+            hint="Convert them: `torch.from_numpy(x)` (or torch.as_tensor), or use a DataLoader, "
+            "which does it for you.",
+        )
+    tensors = list(iter_tensors(batch))
+    if any(t.is_meta for t in tensors):
+        raise SubjectError(
+            f"{source} gave tensors on the meta device (shapes without data), so nothing can run on them.",
+            hint="Create the batch on a real device, e.g. torch.randn(32, 784) (device='cpu').",
+        )
+    if tensors and batch_size(batch) == 0:
+        raise SubjectError(
+            f"{source} gave a batch with no samples (its first dimension is 0).",
+            hint="Check that the dataset or the slice it comes from is not empty.",
+        )
+
+
+def _refuse_meta(model: torch.nn.Module, source: str) -> None:
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise SubjectError(
+            f"The model from {source} has its parameters on the meta device (shapes without data), "
+            "so nothing can run on it.",
+            hint="Build it on a real device, or materialise it: `model.to_empty(device='cpu')` and "
+            "then initialise or load its weights (load_state_dict(..., assign=True)).",
+        )
+
+
+def _has_lazy(model: torch.nn.Module) -> bool:
+    from torch.nn.parameter import is_lazy
+
+    return any(is_lazy(p) for p in model.parameters()) or any(
+        is_lazy(b) for b in model.buffers())
+
+
+def _needs_closure(opt: torch.optim.Optimizer) -> bool:
+    """True when ``opt.step`` requires a closure (LBFGS)."""
+    import inspect
+
+    try:
+        param = inspect.signature(type(opt).step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def _own_copy(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """``opt`` itself when it holds the parameters it was given; a new optimizer of the same class
+    and settings over ``params`` when it holds none of them.
+
+    A notebook user's ``build_optimizer`` often returns the optimizer of their own model: stepping
+    it would change their model and their optimizer (its lr, its state), never the copy nndiag
+    checks.
+    """
+    given = {id(p) for p in params}
+    held = [p for g in opt.param_groups for p in g["params"]]
+    if not held or any(id(p) in given for p in held):
+        return opt
+    group = opt.param_groups[0]
+    settings = {k: group[k] for k in opt.defaults if k in group}
+    try:
+        return type(opt)(params, **settings)
+    except Exception as exc:  # noqa: BLE001 - a custom optimizer with another constructor
+        raise SubjectError(
+            f"build_optimizer(params) returned a {type(opt).__name__} that holds none of the "
+            "parameters it was given (your own model's optimizer?), and nndiag could not build a new "
+            f"one like it: {describe_exception(exc)}",
+            hint="Build the optimizer from the params argument: `return torch.optim.SGD(params, lr=0.1)`.",
+        ) from exc
 
 
 def loss_as_float(value: Any, what: str) -> float:
@@ -317,6 +542,19 @@ def is_finite(x: float) -> bool:
 
 def copy_user_model(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
     """A factory of deep copies of the user's model: probes never touch the user's instance."""
+    if isinstance(model, torch.jit.ScriptModule):
+        # deepcopy of a ScriptModule gives non-leaf parameters no optimizer accepts; a saved and
+        # reloaded copy is a true one.
+        import io
+
+        buffer = io.BytesIO()
+        torch.jit.save(model, buffer)
+
+        def reload() -> torch.nn.Module:
+            buffer.seek(0)
+            return torch.jit.load(buffer, map_location="cpu")
+
+        return reload
     return lambda: copy.deepcopy(model)
 
 
