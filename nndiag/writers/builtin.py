@@ -15,10 +15,17 @@ BUILTIN_WRITERS: tuple[Writer, ...] = (
            "nndiag.writers.csv_writer:render"),
     Writer("html", (".html", ".htm"), "A self-contained HTML page with plots.", "nndiag.writers.html:render"),
     Writer("text", (".txt",), "The terminal summary, as plain text.", "nndiag.writers.text:render"),
+    # CI formats (issue 13): JUnit XML (GitLab, Jenkins, Azure), SARIF 2.1.0 (GitHub code scanning),
+    # GitHub Actions annotations (workflow commands; printed by the CLI when GITHUB_ACTIONS=true).
+    Writer("junit", (".xml",), "JUnit XML: one test case per probe.", "nndiag.writers.junit:render"),
+    Writer("sarif", (".sarif",), "SARIF 2.1.0: one result per finding, at its source line.",
+           "nndiag.writers.sarif:render"),
+    Writer("github", (), "GitHub Actions annotations (::error file=...,line=...::message).",
+           "nndiag.writers.github:render"),
 )
 
 
 @hookimpl
 def nndiag_register_writers():
-    """The four built-in writers."""
+    """The built-in writers."""
     return list(BUILTIN_WRITERS)
