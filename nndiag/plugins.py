@@ -58,6 +58,14 @@ class ProbeSpec:
         """The probe's one-line description."""
         return self.cls.description
 
+    @property
+    def cost(self) -> int:
+        """Where the probe runs in a check: lower first (``Probe.cost``)."""
+        from nndiag.probe import DEFAULT_COST
+
+        cost = getattr(self.cls, "cost", DEFAULT_COST)
+        return cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else DEFAULT_COST
+
 
 def _disabled() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
@@ -131,15 +139,9 @@ def select_probes(
     return _in_cost_order(chosen)
 
 
-# Cheap probes first so a run that gets interrupted has the quick answers; the rest by id.
-# nan comes after overfit: it judges every training run nndiag made, overfit's included.
-_COST_ORDER = ("params", "data", "gradients", "loss-setup", "updates", "dead-neurons",
-               "saturation", "batch-independence", "overfit", "nan", "lr-range")
-
-
 def _in_cost_order(specs: list[ProbeSpec]) -> list[ProbeSpec]:
-    rank = {pid: i for i, pid in enumerate(_COST_ORDER)}
-    return sorted(specs, key=lambda s: (rank.get(s.id, len(rank)), s.id))
+    """Cheapest first (each probe's ``cost``), so an interrupted run has the quick answers; ties by id."""
+    return sorted(specs, key=lambda s: (s.cost, s.id))
 
 
 def collect_writers(pm: pluggy.PluginManager) -> dict[str, "Writer"]:

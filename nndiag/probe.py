@@ -40,6 +40,7 @@ class Outcome:
         self.data: dict[str, Any] = {}
         self.summary: str = ""
         self.skip_reason: str | None = None
+        self.charts: list[Any] = []
 
     def finding(
         self,
@@ -80,6 +81,11 @@ class Outcome:
         """Record a scalar metric (one CSV row)."""
         self.metrics[name] = _num(value)
 
+    def chart(self, chart: Any) -> None:
+        """Record a plot as plain data (an :mod:`nndiag.charts` Line, HBar or Note): the HTML
+        writer draws it, whatever the probe."""
+        self.charts.append(chart)
+
     def skip(self, reason: str) -> None:
         """End the probe as ``skip`` with the reason (raises, so nothing after it runs)."""
         raise ProbeSkipped(reason)
@@ -106,12 +112,23 @@ def _num(value: Any) -> Any:
     return value
 
 
+DEFAULT_COST = 500  # a probe that does not say how costly it is runs after the built-ins
+
+
 class Probe:
-    """Base class of every probe. Subclasses set ``id``, ``description``, ``Config`` and ``run``."""
+    """Base class of every probe: the one place a probe is described.
+
+    Subclasses set ``id``, ``description`` (one line), ``Config`` (thresholds with sources) and
+    ``run``; optionally ``hint`` (what a failure usually means: the last line of an assertion
+    helper's message), ``cost`` (runs are ordered cheapest first, ties by id: built-ins use 10-100)
+    and :meth:`charts` (plots of the finished result, as plain data).
+    """
 
     id: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoConfig
+    hint: ClassVar[str] = ""
+    cost: ClassVar[int] = DEFAULT_COST
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -119,6 +136,11 @@ class Probe:
     def run(self, ctx: "ProbeContext", out: Outcome) -> None:
         """Look at the subject through ``ctx`` and record findings, metrics and a summary in ``out``."""
         raise NotImplementedError
+
+    def charts(self, result: Any) -> list[Any]:
+        """Plots of the finished ``result`` (a ProbeResult), as :mod:`nndiag.charts` data; none by
+        default. Called by the runner after :meth:`run`; ``self.config`` holds the applied settings."""
+        return []
 
 
 def build_config(probe_cls: type[Probe], settings: Mapping[str, Any] | None) -> Any:
@@ -194,6 +216,37 @@ class TrainingRun:
     step: int
     stage: str
     detail: str
+
+
+def applied_settings(probe_cls: type[Probe], config: Any) -> tuple[dict[str, Any], ...]:
+    """Each config field with the value ``config`` applies, its default, source and meaning
+    (what the report's threshold tables show)."""
+    out = []
+    for row in config_sources(probe_cls):
+        out.append({"name": row["name"], "value": getattr(config, row["name"], row["default"]),
+                    "default": row["default"], "source": row["source"], "help": row["help"]})
+    return tuple(out)
+
+
+def describe_result(result: Any, probe_cls: type[Probe], config: Any) -> Any:
+    """``result`` with what the writers need from the probe class: its description and hint, the
+    settings it ran with, and its charts (``Outcome.chart`` ones first, then ``Probe.charts``).
+
+    A probe whose ``charts`` raises loses its plot, never its verdict: a note says why.
+    """
+    from nndiag.charts import Note
+
+    try:
+        extra = tuple(probe_cls(config).charts(result) or ())
+    except Exception as exc:  # noqa: BLE001 - a plotting bug costs the plot only
+        extra = (Note(f"The plot could not be made ({type(exc).__name__}: {exc})."),)
+    try:
+        settings = applied_settings(probe_cls, config)
+    except Exception:  # noqa: BLE001 - a plugin's odd Config costs its threshold table only
+        settings = ()
+    return dataclasses.replace(result, description=str(getattr(probe_cls, "description", "") or ""),
+                               hint=str(getattr(probe_cls, "hint", "") or ""), settings=settings,
+                               charts=tuple(result.charts) + extra)
 
 
 class ProbeContext:

@@ -119,6 +119,11 @@ class ProbeResult:
     ``metrics`` holds scalars (one CSV row each); ``data`` holds series for plots and tables
     (loss curves, per-layer lists) that do not fit a single number. ``details`` keeps the
     traceback of an ``error`` for ``--traceback``.
+
+    The runner also copies what a writer needs from the probe class, so writers never go back to
+    the plugin registry: ``description`` (one line), ``hint`` (what a failure usually means, for
+    the assertion helpers), ``settings`` (each config field with the value actually applied, its
+    default, source and meaning) and ``charts`` (plain-data plots, :mod:`nndiag.charts`).
     """
 
     probe: str
@@ -129,6 +134,10 @@ class ProbeResult:
     data: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     details: str = ""
+    description: str = ""
+    hint: str = ""
+    settings: tuple[Mapping[str, Any], ...] = ()
+    charts: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (contract §3), with ``data`` added."""
@@ -141,6 +150,10 @@ class ProbeResult:
             "data": _jsonable(dict(self.data)),
             "seconds": round(self.seconds, 4),
             **({"details": self.details} if self.details else {}),
+            "description": self.description,
+            "hint": self.hint,
+            "settings": [_jsonable(dict(s)) for s in self.settings],
+            "charts": [_jsonable(c.to_dict() if hasattr(c, "to_dict") else c) for c in self.charts],
         }
 
     @classmethod
@@ -151,9 +164,14 @@ class ProbeResult:
                     _from_json_number(f.get("value")), _from_json_number(f.get("limit")),
                     f.get("metric", "") or "")
             for f in d.get("findings", ()))
+        from nndiag.charts import chart_from_dict
+
         return cls(d["probe"], Status(d["status"]), d.get("summary", ""), findings,
                    dict(d.get("metrics", {})), dict(d.get("data", {})),
-                   float(d.get("seconds", 0.0)), d.get("details", "") or "")
+                   float(d.get("seconds", 0.0)), d.get("details", "") or "",
+                   d.get("description", "") or "", d.get("hint", "") or "",
+                   tuple(dict(s) for s in d.get("settings", ()) or ()),
+                   tuple(c for c in (chart_from_dict(x) for x in d.get("charts", ()) or ()) if c is not None))
 
 
 @dataclass(frozen=True)

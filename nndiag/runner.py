@@ -78,7 +78,7 @@ def check_subject(subject, options: RunOptions | None = None,
                   progress: ProgressCallback | None = None, host: Any = None) -> SubjectReport:
     """Run the selected probes on one Subject; the user's generators are restored afterwards."""
     from nndiag.plugins import PluginHost
-    from nndiag.probe import ProbeContext, build_config
+    from nndiag.probe import ProbeContext, build_config, describe_result
     from nndiag.seeding import preserved_rng, seed_everything
     from nndiag.subject import Workbench
 
@@ -108,6 +108,7 @@ def check_subject(subject, options: RunOptions | None = None,
             config = build_config(spec.cls, probe_settings(spec.id, cfg, options))
             seed_everything(seed)
             result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id))
+            result = describe_result(result, spec.cls, config)  # what writers need, from the class
             results.append(result)
             host.probe_finished(subject.name, result)
     return SubjectReport(subject.name, tuple(results))
@@ -176,7 +177,7 @@ def run_probe(probe, ctx) -> ProbeResult:
     status = out.status
     summary = out.summary or _default_summary(status, out)
     return ProbeResult(probe.id, status, summary, tuple(out.findings), dict(out.metrics),
-                       dict(out.data), seconds)
+                       dict(out.data), seconds, charts=tuple(out.charts))
 
 
 def _error_result(probe_id: str, message: str, details: str, seconds: float, out) -> ProbeResult:

@@ -30,31 +30,6 @@ __all__ = [
     "run_check",
 ]
 
-# What a failure of each probe usually means, in one line (the message's last line).
-HINTS: dict[str, str] = {
-    "params": "a changed count means a layer size changed, or layers sit in a plain list/dict instead of "
-              "nn.ModuleList/nn.ModuleDict",
-    "data": "check the batch itself: NaNs in the data, inputs not normalised, class ids outside "
-            "[0, num_classes) or all targets identical",
-    "nan": "NaN/Inf usually come from log/sqrt/division of 0 or negatives, a too-large learning rate or "
-           "unnormalised inputs; the first module listed is where it first appears",
-    "gradients": "parameters without gradient are cut from the graph (.detach(), .data, torch.no_grad(), "
-                 ".item()/numpy round-trips) or unused in forward; vanishing/exploding norms point at "
-                 "init, depth or missing normalisation",
-    "dead-neurons": "dead ReLUs often come from a too-large learning rate or a negative bias init",
-    "saturation": "saturated sigmoid/tanh units come from large pre-activations: scale the init or the "
-                  "inputs, or add normalisation before the activation",
-    "loss-setup": "CrossEntropyLoss and BCEWithLogitsLoss want raw logits: remove the softmax/sigmoid "
-                  "before them",
-    "overfit": "a model that cannot fit one small batch has a bug in the model, the loss or the "
-               "training step: check the learning rate, that zero_grad/backward/step all run, and that "
-               "targets match the loss",
-    "lr-range": "set the optimizer's learning rate inside the range the lr-range probe suggests",
-    "updates": "a parameter that does not change is missing from the optimizer, frozen, or gets no "
-               "gradient; gradients that grow between steps mean zero_grad() is missing",
-    "batch-independence": "samples mix when a view/reshape or a softmax/normalisation runs across the "
-                          "batch dimension",
-}
 _ERROR_HINT = ("the probe could not run: fix the error above (`nndiag check FILE --traceback` shows the "
                "full traceback)")
 _SKIP_HINT = ("the probe could not confirm the property; give it what it needs, or pass allow_skip=True "
@@ -133,14 +108,15 @@ class _Row:
     limit: Any
     message: str
     severity: Status
+    hint: str = ""  # the probe's own hint (Probe.hint, carried by the result)
 
 
 def _rows_of(result: ProbeResult) -> list[_Row]:
     """The rows a bad result contributes: its findings at the result's status, or its summary."""
     found = [f for f in result.findings if f.severity is result.status]
     if not found:
-        return [_Row(result.probe, "", None, None, result.summary, result.status)]
-    return [_Row(result.probe, f.where, f.value, f.limit, f.message, f.severity) for f in found]
+        return [_Row(result.probe, "", None, None, result.summary, result.status, result.hint)]
+    return [_Row(result.probe, f.where, f.value, f.limit, f.message, f.severity, result.hint) for f in found]
 
 
 def _table(rows: Sequence[_Row]) -> list[str]:
@@ -168,7 +144,7 @@ def _hint_for(rows: Sequence[_Row]) -> str:
     hints: list[str] = []
     for r in rows:
         h = (_ERROR_HINT if r.severity is Status.ERROR else
-             _SKIP_HINT if r.severity is Status.SKIP else HINTS.get(r.probe, f"see docs/probes/{r.probe}.md"))
+             _SKIP_HINT if r.severity is Status.SKIP else r.hint or f"see docs/probes/{r.probe}.md")
         if h not in hints:
             hints.append(h)
     return "; ".join(hints)
@@ -319,7 +295,8 @@ def assert_param_count(target: Any = None, /, expected: int | None = None, *,
         report = _probe_assert("params", target, check_kwargs, fail_on=fail_on, allow_skip=allow_skip)
         bad = []
         for subject in report.subjects:
-            metrics = subject.result("params").metrics
+            params = subject.result("params")
+            metrics = params.metrics
             rows = [_Row("params", "<model>", metrics.get(key), want, msg, Status.FAIL)
                     for key, want, msg in (("total", expected, "total parameter count"),
                                            ("trainable", trainable, "trainable parameter count"))
@@ -328,7 +305,7 @@ def assert_param_count(target: Any = None, /, expected: int | None = None, *,
                          f"The model has {_fmt(r.value)} {r.message.split()[0]} parameters; the test "
                          f"expects {r.limit}.", r.severity) for r in rows]
             if rows:
-                bad.append(format_findings(subject.subject, rows, HINTS["params"]))
+                bad.append(format_findings(subject.subject, rows, params.hint or "see docs/probes/params.md"))
         if bad:
             raise NndiagAssertionError("\n".join(bad), report)
         return report

@@ -29,8 +29,15 @@ from nndiag.testing import (
 F, W, P = Status.FAIL, Status.WARN, Status.PASS
 
 
-def result(probe, status, *findings, summary="", metrics=None):
-    return ProbeResult(probe, status, summary or f"{probe} {status}", tuple(findings), metrics or {})
+DEAD_HINT = "dead ReLUs often come from a too-large learning rate or a negative bias init"
+GRAD_HINT = ("parameters without gradient are cut from the graph (.detach(), .data, torch.no_grad(), "
+             ".item()/numpy round-trips) or unused in forward; vanishing/exploding norms point at init, "
+             "depth or missing normalisation")
+
+
+def result(probe, status, *findings, summary="", metrics=None, hint=""):
+    return ProbeResult(probe, status, summary or f"{probe} {status}", tuple(findings), metrics or {},
+                       hint=hint)
 
 
 def cnn_report():
@@ -38,9 +45,9 @@ def cnn_report():
     return Report((SubjectReport("cnn", (
         result("params", P, metrics={"total": 1234, "trainable": 1000}),
         result("dead-neurons", F, Finding(F, "82% of the units of features.3 never activate.",
-                                          "features.3", 0.82, 0.5)),
+                                          "features.3", 0.82, 0.5), hint=DEAD_HINT),
         result("gradients", F, Finding(F, "classifier.0 gets a vanishing gradient.", "classifier.0",
-                                       3.1e-09, 1e-07)),
+                                       3.1e-09, 1e-07), hint=GRAD_HINT),
         result("saturation", W, Finding(W, "tanh units near saturation.", "features.5", 0.3, 0.25)),
     )),))
 
@@ -60,6 +67,11 @@ def test_message_is_summary_table_findings_hint():
         "round-trips) or unused in forward; vanishing/exploding norms point at init, depth or missing "
         "normalisation",
     ]
+    # the hint is the probe's own (Probe.hint, carried by the result); without one, its docs page
+    bare = Report((SubjectReport("m", (result("my-probe", F, Finding(F, "bad", "x", 1.0, 0.5)),)),))
+    with pytest.raises(NndiagAssertionError) as info:
+        assert_report_ok(bare)
+    assert str(info.value).splitlines()[-1] == "hint: see docs/probes/my-probe.md"
     assert isinstance(info.value, AssertionError)
     assert info.value.report is not None
 

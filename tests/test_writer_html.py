@@ -92,7 +92,8 @@ def test_every_section_is_there(demo_page):
     assert "<th>severity</th><th>where</th><th>message</th>" in demo_page  # findings tables
     assert "Could not load this subject." in demo_page
     assert "Traceback" in demo_page
-    assert "Thresholds (defaults and their sources)" in demo_page
+    assert "Thresholds (applied values, defaults and their sources)" in demo_page
+    assert "1 setting(s) differ from the default" in demo_page  # the applied value, not the default
     assert "prefers-color-scheme:dark" in demo_page and ":root.dark" in demo_page
 
 

@@ -71,6 +71,9 @@ class BatchIndependenceProbe(Probe):
     """Perturbs one sample's input and finds the first operation where other samples change."""
 
     id = "batch-independence"
+    cost = 80  # the order of a check: cheapest first
+    hint = ('samples mix when a view/reshape or a softmax/normalisation runs across the batch '
+            'dimension')
     description = "Does each sample's output depend on its own input only (no mixing across the batch)?"
     Config = BatchIndependenceConfig
 

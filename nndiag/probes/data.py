@@ -49,6 +49,9 @@ class DataProbe(Probe):
     """Checks the probe batches: finite values, target ranges for the loss, input scale."""
 
     id = "data"
+    cost = 20  # the order of a check: cheapest first
+    hint = ('check the batch itself: NaNs in the data, inputs not normalised, class ids outside [0, '
+            'num_classes) or all targets identical')
     description = "Is the batch sane: finite, inputs on a usual scale, targets valid for the loss."
     Config = DataConfig
 

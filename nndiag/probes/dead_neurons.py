@@ -76,6 +76,8 @@ class DeadNeuronsProbe(Probe):
     """Per layer, the fraction of ReLU units inactive at initialisation and still after k steps."""
 
     id = "dead-neurons"
+    cost = 60  # the order of a check: cheapest first
+    hint = 'dead ReLUs often come from a too-large learning rate or a negative bias init'
     description = "ReLU units that never activate on the probe batches and stay dead while training."
     Config = DeadNeuronsConfig
 

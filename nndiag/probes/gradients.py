@@ -85,6 +85,10 @@ class GradientsProbe(Probe):
     """Per-parameter gradient norms; disconnected, all-zero, vanishing and exploding gradients."""
 
     id = "gradients"
+    cost = 30  # the order of a check: cheapest first
+    hint = ('parameters without gradient are cut from the graph (.detach(), .data, torch.no_grad(), '
+            '.item()/numpy round-trips) or unused in forward; vanishing/exploding norms point at '
+            'init, depth or missing normalisation')
     description = "Per-layer gradient norms; parameters with no or all-zero gradient; vanishing/exploding."
     Config = GradientsConfig
 

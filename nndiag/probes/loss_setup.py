@@ -100,6 +100,9 @@ class LossSetupProbe(Probe):
     """Checks that the model's last op and the loss fit together, and the loss at initialisation."""
 
     id = "loss-setup"
+    cost = 40  # the order of a check: cheapest first
+    hint = ('CrossEntropyLoss and BCEWithLogitsLoss want raw logits: remove the softmax/sigmoid '
+            'before them')
     description = "Do the model's outputs fit the loss (logits vs probabilities, ranges, ln C at init)?"
     Config = LossSetupConfig
 

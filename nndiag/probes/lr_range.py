@@ -80,6 +80,8 @@ class LrRangeProbe(Probe):
     """Smith's LR range test on a fresh model; suggestions and a verdict on the configured LR."""
 
     id = "lr-range"
+    cost = 100  # the order of a check: cheapest first
+    hint = "set the optimizer's learning rate inside the range the lr-range probe suggests"
     description = "LR range test: loss over an LR sweep, suggested LRs, verdict on the configured LR."
     Config = LrRangeConfig
 

@@ -58,6 +58,9 @@ class NanProbe(Probe):
     """Watches a few training steps for NaN/Inf and names where the first one is produced."""
 
     id = "nan"
+    cost = 95  # the order of a check: cheapest first
+    hint = ('NaN/Inf usually come from log/sqrt/division of 0 or negatives, a too-large learning rate '
+            'or unnormalised inputs; the first module listed is where it first appears')
     description = "Finds the first NaN/Inf in a few training steps: inputs, parameters, module, loss or gradient."
     Config = NanConfig
 

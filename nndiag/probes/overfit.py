@@ -193,6 +193,10 @@ class OverfitProbe(Probe):
     """Trains a fresh model on one small fixed batch until a stated criterion or the budget."""
 
     id = "overfit"
+    cost = 90  # the order of a check: cheapest first
+    hint = ('a model that cannot fit one small batch has a bug in the model, the loss or the training '
+            'step: check the learning rate, that zero_grad/backward/step all run, and that targets '
+            'match the loss')
     description = "Can the model fit one small fixed batch (loss near zero, every sample right) within a budget?"
     Config = OverfitConfig
 

@@ -100,6 +100,9 @@ class ParamsProbe(Probe):
     """Counts parameters per layer; flags layers frozen among trainable ones and a wrong total."""
 
     id = "params"
+    cost = 10  # the order of a check: cheapest first
+    hint = ('a changed count means a layer size changed, or layers sit in a plain list/dict instead '
+            'of nn.ModuleList/nn.ModuleDict')
     description = ("Parameter counts per layer (trainable, frozen; shared weights counted once); "
                    "layers whose units start identical and stay so (broken symmetry).")
     Config = ParamsConfig

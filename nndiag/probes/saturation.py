@@ -45,6 +45,9 @@ class SaturationProbe(Probe):
     """Per sigmoid/tanh/softmax site, the fraction of units (rows for softmax) stuck at a limit."""
 
     id = "saturation"
+    cost = 70  # the order of a check: cheapest first
+    hint = ('saturated sigmoid/tanh units come from large pre-activations: scale the init or the '
+            'inputs, or add normalisation before the activation')
     description = "Sigmoid, tanh and softmax units stuck at their limits, per layer."
     Config = SaturationConfig
 

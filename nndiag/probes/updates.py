@@ -99,6 +99,9 @@ class UpdatesProbe(Probe):
     gradients are cleared between the user's train_step calls."""
 
     id = "updates"
+    cost = 50  # the order of a check: cheapest first
+    hint = ('a parameter that does not change is missing from the optimizer, frozen, or gets no '
+            'gradient; gradients that grow between steps mean zero_grad() is missing')
     description = "Does one step change every trainable parameter; optimizer holds them all; zero_grad between steps?"
     Config = UpdatesConfig
 

@@ -42,9 +42,14 @@ def _overfit(rng: random.Random, steps: int = 200, fail: bool = False) -> ProbeR
     status = Status.FAIL if fail else Status.PASS
     findings = (Finding(Status.FAIL, f"Loss went {curve[0]:.3g} -> {curve[-1]:.3g} in {steps} steps; needed "
                         "< 0.05.", value=curve[-1], limit=0.05, metric="final_loss"),) if fail else ()
+    settings = ({"name": "steps", "value": steps, "default": 300, "source": "demo: a changed setting",
+                 "help": "training steps on the one batch"},
+                {"name": "target", "value": 0.05, "default": 0.05, "source": "demo: a default",
+                 "help": "the loss to reach"})
     return ProbeResult("overfit", status, f"loss {curve[0]:.3g} -> {curve[-1]:.3g} after {steps} steps",
                        findings, {"initial_loss": curve[0], "final_loss": curve[-1], "steps": steps,
-                                  "target": 0.05}, {"loss_curve": curve}, 2.4)
+                                  "target": 0.05}, {"loss_curve": curve}, 2.4,
+                       description="Can the model fit one fixed batch within a budget?", settings=settings)
 
 
 def _gradients(names: list[str]) -> ProbeResult:

@@ -4,7 +4,8 @@ Layout (docs/reports.md explains every part): a summary banner with the count of
 subject and a strip of one coloured box per probe, then per subject and per probe its status,
 summary, findings table, plots (learning-rate range curve, overfit loss curve, gradient norms,
 dead and saturated fractions), the parameter table, and folded details: metrics, the per-layer
-numbers behind the plots, the default thresholds with their sources, and the traceback of an error.
+numbers behind the plots, the thresholds the probe ran with (applied value, default, source),
+and the traceback of an error.
 
 Everything that comes from the user or the probes (subject and module names, messages, metric
 names) is escaped with :func:`html.escape`; plots are inline SVG from :mod:`nndiag.writers.plots`,
@@ -24,7 +25,6 @@ import base64
 import hashlib
 import html as _html
 import math
-import sys
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -167,36 +167,6 @@ CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsa
        "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")
 
 
-# ----------------------------------------------------------------------------- probe metadata
-
-
-_REGISTRY: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-
-
-def _registered() -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """probe id -> (description, default thresholds with sources), from the registered probes.
-
-    Empty unless torch is already imported: loading the probe modules imports torch, which a
-    report must not pay for (in ``nndiag check`` and ``nndiag.check`` it is loaded anyway).
-    Cached once found.
-    """
-    if _REGISTRY or "torch" not in sys.modules:
-        return _REGISTRY
-    try:
-        from nndiag.plugins import collect_probes, get_plugin_manager
-        from nndiag.probe import config_sources
-
-        specs = collect_probes(get_plugin_manager())
-    except Exception:  # noqa: BLE001 - the report must render even when the registry does not load
-        return _REGISTRY
-    for pid, spec in specs.items():
-        try:
-            _REGISTRY[pid] = (str(spec.cls.description or ""), config_sources(spec.cls))
-        except Exception:  # noqa: BLE001 - a plugin's odd Config costs its threshold table only
-            _REGISTRY[pid] = (str(getattr(spec.cls, "description", "") or ""), [])
-    return _REGISTRY
-
-
 # ----------------------------------------------------------------------------- pieces
 
 
@@ -310,16 +280,19 @@ def _data_tables(result: "ProbeResult") -> str:
     return "".join(parts)
 
 
-def _thresholds(probe_id: str) -> str:
-    _, fields = _registered().get(probe_id, ("", []))
+def _thresholds(result: "ProbeResult") -> str:
+    """The settings the probe ran with (carried by the result), beside their defaults and sources."""
+    fields = [f for f in (result.settings or ()) if isinstance(f, Mapping)]
     if not fields:
         return ""
-    rows = [(_Raw(f'<span class="mono">{esc(f.get("name"))}</span>'), f.get("default"),
-             f.get("source", ""), f.get("help", "")) for f in fields]
-    return ("<details><summary>Thresholds (defaults and their sources)</summary>"
-            '<p class="note">Defaults of the probe; settings given on the command line or in '
-            "nndiag_config override them.</p>"
-            f"{_table(('setting', 'default', 'source', 'meaning'), rows, numeric=(1,))}</details>")
+    rows = [(_Raw(f'<span class="mono">{esc(f.get("name"))}</span>'), f.get("value", f.get("default")),
+             f.get("default"), f.get("source", ""), f.get("help", "")) for f in fields]
+    changed = sum(f.get("value", f.get("default")) != f.get("default") for f in fields)
+    note = (f"{changed} setting(s) differ from the default, from the command line or nndiag_config."
+            if changed else "Every setting at its default; the command line or nndiag_config can override them.")
+    return ("<details><summary>Thresholds (applied values, defaults and their sources)</summary>"
+            f'<p class="note">{esc(note)}</p>'
+            f"{_table(('setting', 'applied', 'default', 'source', 'meaning'), rows, numeric=(1, 2))}</details>")
 
 
 def _plots(result: "ProbeResult", si: int, pj: int) -> str:
@@ -327,8 +300,9 @@ def _plots(result: "ProbeResult", si: int, pj: int) -> str:
         from nndiag.report import Status
         from nndiag.writers.plots import PLOTTERS, plots_for, prefix_ids
 
-        _, fields = _registered().get(result.probe, ("", []))
-        plots = plots_for(result, f"{si}.{pj}", {f["name"]: f.get("default") for f in fields if "name" in f})
+        applied = {f["name"]: f.get("value", f.get("default")) for f in result.settings or ()
+                   if isinstance(f, Mapping) and "name" in f}
+        plots = plots_for(result, f"{si}.{pj}", applied)
     except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
         return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
     out = []
@@ -343,7 +317,7 @@ def _plots(result: "ProbeResult", si: int, pj: int) -> str:
 
 def _probe(result: "ProbeResult", si: int, pj: int) -> str:
     status = esc(result.status)
-    desc, _ = _registered().get(result.probe, ("", []))
+    desc = result.description
     parts = [
         f'<article class="probe st-{status}" id="s{si}-p{pj}">',
         f'<div class="probe-head">{_badge(result.status)}<h3 class="mono">{esc(result.probe)}</h3>'
@@ -358,7 +332,7 @@ def _probe(result: "ProbeResult", si: int, pj: int) -> str:
         parts.append(_params_table(result))
     parts.append(_metrics(result))
     parts.append(_data_tables(result))
-    parts.append(_thresholds(result.probe))
+    parts.append(_thresholds(result))
     if result.details:
         parts.append(f"<details><summary>Traceback</summary><pre>{esc(result.details)}</pre></details>")
     parts.append("</article>")
