@@ -60,6 +60,15 @@ PASSTHROUGH = {
     "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d",
     "movedim", "swapaxes", "swapdims", "squeeze_", "unsqueeze_", "identity",
 }
+#: Ops that pool values over positions without changing their sign or range: a ReLU or sigmoid
+#: behind a global average pool still bounds what comes out of the pool.
+POOLING = {
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+    "max_pool3d_with_indices", "_max_pool1d", "_max_pool2d", "_max_pool3d", "mean", "nanmean",
+    "amax", "amin",
+}
 _CHANNEL_FIRST = (
     torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._BatchNorm,
     torch.nn.modules.instancenorm._InstanceNorm, torch.nn.GroupNorm,
@@ -162,15 +171,17 @@ class OpRecorder:
             return None
         return rec
 
-    def chain(self, t: Any, limit: int = 64) -> list[OpRecord]:
-        """Ops that produced ``t``, last first, through passthrough ops, ending at the first real op."""
+    def chain(self, t: Any, limit: int = 64, through: frozenset[str] | set[str] = frozenset()
+              ) -> list[OpRecord]:
+        """Ops that produced ``t``, last first, through passthrough ops (and the ``through`` ops,
+        e.g. :data:`POOLING`), ending at the first other op."""
         out: list[OpRecord] = []
         for _ in range(limit):
             rec = self.lookup(t)
             if rec is None:
                 break
             out.append(rec)
-            if rec.op not in PASSTHROUGH:
+            if rec.op not in PASSTHROUGH and rec.op not in through:
                 break
             t = rec.input
         return out

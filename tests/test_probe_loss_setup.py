@@ -177,3 +177,114 @@ def test_log_softmax_over_the_batch_dimension_fails():
     res = run(model=Wrong(), batch=(x, y), loss_fn=nn.NLLLoss())
     assert res.status == Status.FAIL and res.findings[0].metric == "softmax_dim"
     assert len(res.findings) == 1  # the initial-loss finding is not repeated on top
+
+
+# ---- issue 9 ---------------------------------------------------------------------------------
+class BNNet(nn.Module):
+    """Unscaled inputs into a fresh BatchNorm: it normalises them in train mode only."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_initial_loss_is_measured_in_train_mode(seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(64, 1, 8, 8, generator=g) * 255, torch.randint(0, 10, (64,), generator=g)
+    torch.manual_seed(seed)
+    model = BNNet()
+    res = run(seed, model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    import copy
+
+    with torch.no_grad():  # eval first: a train-mode forward moves the running statistics
+        eval_loss = float(F.cross_entropy(copy.deepcopy(model).eval()(x), y))
+        train_loss = float(F.cross_entropy(copy.deepcopy(model).train()(x), y))
+    assert eval_loss > 1.75 * math.log(10)  # what the eval-mode measurement used to fail on
+    assert res.metrics["initial_loss"] == pytest.approx(train_loss, rel=1e-4)
+    assert res.status == Status.PASS, res.findings
+
+
+class ReluGap(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.cls = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return nn.functional.adaptive_avg_pool2d(torch.relu(self.cls(x)), 1).flatten(1)
+
+
+def test_relu_behind_a_global_average_pool_is_seen():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 6, 6, generator=g), torch.randint(0, 4, (64,), generator=g)
+    res = run(model=ReluGap(), batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.WARN
+    (f,) = [f for f in res.findings if f.metric == "input_op"]
+    assert "average of ReLU outputs" in f.message and f.where == "cls"
+    assert res.data["losses"][0]["input_op_through_pooling"] == "torch.relu"
+    # a ReLU straight on the logits is still a failure
+    res = run(model=Head("relu"), batch=data(), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.FAIL
+
+
+@pytest.mark.parametrize("opt,status", [(torch.optim.SGD, Status.WARN), (torch.optim.Adam, Status.PASS)])
+@pytest.mark.parametrize("how", ["reduction", "hand"])
+def test_loss_summed_over_the_batch(opt, status, how):
+    x, y = data(n=64)
+    if how == "reduction":
+        loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    else:
+        def loss_fn(out, t):
+            return F.cross_entropy(out, t, reduction="none").sum()
+    res = run(model=Head(), batch=(x, y), loss_fn=loss_fn, optimizer=lambda p: opt(p, lr=1e-3))
+    assert res.status == status, res.findings
+    (f,) = [f for f in res.findings if f.metric == "loss_scale"]
+    assert f.value == pytest.approx(64, rel=1e-3) and "summed over the batch" in f.message
+    # the initial loss is judged per sample: about ln 4, not 64 ln 4
+    torch.manual_seed(0)
+    assert res.metrics["initial_loss_ratio"] < 1.75
+
+
+def test_mean_loss_is_not_called_summed():
+    res = run(model=Head(), batch=data(), loss_fn=nn.CrossEntropyLoss())
+    assert res.metrics["loss_scale"] == pytest.approx(1.0)
+    assert "summed_over_batch" not in res.metrics
+
+
+class Gen(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.g = nn.Linear(4, 8)
+        self.d = nn.Linear(8, 1)
+
+    def forward(self, x):  # the discriminator's score
+        return torch.sigmoid(self.d(x))
+
+
+def gan_step(model, optimizer, batch):
+    """A GAN step: its own real/fake labels, never the batch's class labels."""
+    real, _ = batch
+    bce = nn.BCELoss()
+    fake = model.g(torch.randn(real.shape[0], 4))
+    d_real, d_fake = torch.sigmoid(model.d(real)), torch.sigmoid(model.d(fake.detach()))
+    loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_own_train_step_decides_what_the_loss_sees():
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(32, 8, generator=g), torch.randint(0, 10, (32,), generator=g))
+    # loss_fn(output, batch labels) would raise: BCELoss on class ids of another shape
+    res = run(model=Gen(), batch=batch, loss_fn=nn.BCELoss(), train_step=gan_step)
+    assert res.status in (Status.PASS, Status.SKIP), res.findings
+    assert [c["loss"] for c in res.data["losses"]] == ["binary_cross_entropy"] * 2

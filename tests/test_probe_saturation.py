@@ -158,3 +158,72 @@ def test_user_model_unchanged():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+# ---- issue 9 ---------------------------------------------------------------------------------
+class SigmoidOut(nn.Module):
+    """A multi-label head whose output sigmoid is pinned by large logits (scale s)."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.s = s
+
+    def forward(self, x):
+        return torch.sigmoid(self.s * self.fc(x))
+
+
+def multilabel(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(256, 6, generator=g), (torch.rand(256, 4, generator=g) > 0.5).float()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_saturated_output_sigmoid_under_bce_is_judged_where_float32_rounds(seed):
+    x, y = multilabel(seed)
+    model = SigmoidOut(20.0)  # |logit| mostly in 5..17: BCELoss's log keeps the gradient p - y
+    res = run(seed, model=model, batch=(x, y), loss_fn=nn.BCELoss())
+    assert res.status == Status.PASS, res.findings
+    (row,) = res.data["layers"]
+    with torch.no_grad():
+        pre = model.s * model.fc(x)
+    assert row["judged_at"] == 17.0
+    assert row["saturated_fraction_at_input_limit"] == pytest.approx(
+        max(naive(pre)[0], naive(pre)[1] / 4))
+    assert row["saturated_fraction_at_input_limit"] > 0.5  # saturated by the usual bar: not vacuous
+    assert row["observations_beyond"] == pytest.approx(naive(pre, limit=17.0)[0])
+    (fact,) = res.findings
+    assert fact.severity == Status.PASS and "takes its log (BCELoss)" in fact.message
+    # The same output under MSE has no log to cancel the flat slope: a real failure.
+    res = run(seed, model=SigmoidOut(20.0), batch=(x, y), loss_fn=nn.MSELoss())
+    assert res.status == Status.FAIL
+    # Beyond float32's rounding point the BCE gradient is exactly 0: fails too.
+    res = run(seed, model=SigmoidOut(200.0), batch=(x, y), loss_fn=nn.BCELoss())
+    assert res.status == Status.FAIL
+
+
+class Encoder(nn.Module):
+    def __init__(self, extra_sigmoid=False):
+        super().__init__()
+        self.emb = nn.Linear(6, 16)
+        self.enc = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.fc = nn.Linear(16, 3)
+        self.extra = extra_sigmoid
+
+    def forward(self, x):
+        h = self.enc(self.emb(x).reshape(x.shape[0], 1, 16).expand(-1, 4, -1))
+        if self.extra:
+            h = h * torch.sigmoid(h)
+        return self.fc(h.mean(1))
+
+
+def test_fused_attention_softmax_is_said_to_be_unseen():
+    x, y = data()
+    res = run(model=Encoder(), batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.SKIP
+    assert "fused kernel" in res.summary and "enc.self_attn" in res.summary
+    assert "no softmax runs" not in res.summary and "nothing can saturate" not in res.summary
+    res = run(model=Encoder(extra_sigmoid=True), batch=(x, y), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.PASS
+    facts = [f for f in res.findings if f.metric == "fused_attention_calls"]
+    assert facts and facts[0].severity == Status.PASS and "not checked" in facts[0].message

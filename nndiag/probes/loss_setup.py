@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import inspect
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from nndiag.activation_trace import PASSTHROUGH, OpRecord, OpRecorder, activation_trace
+from nndiag.activation_trace import POOLING, PASSTHROUGH, OpRecord, OpRecorder, activation_trace
+from nndiag.batches import batch_size
+from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.torchhooks import CallInfo, CallTracer, train_mode
@@ -63,6 +66,10 @@ RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "re
           "relu6": (0.0, 6.0), "hardsigmoid": (0.0, 1.0), "softplus": (0.0, math.inf),
           "exp": (0.0, math.inf)}
 PROBABILITY_OPS = {"softmax", "sigmoid", "hardsigmoid"}
+#: Optimizers whose step does not grow with the loss scale (they divide by a running gradient
+#: scale, or search along the direction): a summed loss is harmless with them.
+SCALE_INVARIANT = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "SparseAdam", "Adagrad", "Adadelta",
+                   "RMSprop", "Rprop", "LBFGS", "Adafactor"}
 LOG_PROB_OPS = {"log_softmax", "logsigmoid"}
 
 
@@ -94,6 +101,8 @@ class LossCall:
     input: torch.Tensor
     target: Any
     chain: list[OpRecord] = field(default_factory=list)
+    deep_chain: list[OpRecord] = field(default_factory=list)  # also through pooling (POOLING)
+    per_element: float = float("nan")  # the loss per element, whatever the reduction
 
 
 class LossSetupProbe(Probe):
@@ -112,11 +121,15 @@ class LossSetupProbe(Probe):
         cfg = self.config
         self._wrong_dim = False
         self._trained = ctx.subject.trained  # no "loss at initialisation" then
-        trace = activation_trace(ctx, cfg.samples)
-        self._constant_softmax(out, trace)
+        try:
+            trace = activation_trace(ctx, cfg.samples)
+        except SubjectError:
+            trace = None  # a model without a plain forward (a GAN's pair of nets): the loss decides
+        if trace is not None:
+            self._constant_softmax(out, trace)
         per_batch = self._traced_losses(ctx)
         first = per_batch[0] if per_batch else []
-        if trace.output_op is not None:
+        if trace is not None and trace.output_op is not None:
             out.data["output_op"] = {"op": trace.output_op.name, "where": trace.output_op.module_path}
         if not first:
             if out.findings:
@@ -133,11 +146,18 @@ class LossSetupProbe(Probe):
                                "input_where": (last.module_path or "<model>") if last else None,
                                "input_desc": last.describe() if last else None,
                                "input_shape": list(call.input.shape)})
-            self._check_input(out, call, last)
+            deep = _deep(call)
+            if deep is not last:
+                calls_info[-1]["input_op_through_pooling"] = deep.name if deep else None
+            self._check_input(out, call, last, deep)
             same = [b[idx] for b in per_batch if idx < len(b) and b[idx].op == call.op]
-            self._check_targets(out, call, last, same)
+            self._check_targets(out, call, deep if deep is not None else last, same)
         out.data["losses"] = calls_info
+        self._check_reduction(out, per_batch)
         self._check_init_loss(out, per_batch)
+        if self._eval_fallback:
+            out.finding("pass", "The loss was measured in eval mode: the model refused train mode on "
+                        "these batches (e.g. BatchNorm on a batch of one sample).", where="<loss>")
         main = calls_info[0]
         fed = (main["input_desc"] if main["input_op"]
                else "an untraced tensor")
@@ -149,13 +169,33 @@ class LossSetupProbe(Probe):
 
     # ---- tracing the loss ----------------------------------------------------------------------
     def _traced_losses(self, ctx: ProbeContext) -> list[list[LossCall]]:
-        """For each probe batch, the recognised loss calls (with the op chain on the first batch)."""
+        """For each probe batch, the recognised loss calls (with the op chain on the first batch).
+
+        The loss is measured as training computes it: in train mode, so that fresh BatchNorm
+        layers normalise with the batch statistics (in eval mode their running statistics are
+        still 0/1 and a ResNet's initial loss reads 7x ln 10 instead of 1.5x), with dropout
+        modules off. A file with its own ``train_step`` is measured through it, on one fresh
+        model and its first batch: the step decides what the loss is called on (a GAN builds its
+        own real/fake labels), so ``loss_fn`` is never called on the batch's targets by nndiag.
+        """
         bench = ctx.bench
         s = bench.subject
-        own_step_only = s.loss_fn is None and s.training_step is None and s.train_step is not None
+        own_step = s.train_step is not None
         batches = bench.probe_batches(self.config.samples)
-        if own_step_only:
+        if own_step:
             batches = batches[:1]  # one real update of a fresh model: only the first loss is initial
+        try:
+            return self._trace_batches(bench, batches, own_step, train=True)
+        except SubjectError:
+            if own_step:
+                raise
+            # e.g. BatchNorm on a batch of one sample refuses train mode: measure in eval mode.
+            self._eval_fallback = True
+            return self._trace_batches(bench, batches, own_step, train=False)
+
+    _eval_fallback = False
+
+    def _trace_batches(self, bench, batches, own_step: bool, train: bool) -> list[list[LossCall]]:
         model = bench.fresh_model()
         tracer = CallTracer(model)
         recorder = OpRecorder(model)
@@ -168,23 +208,32 @@ class LossSetupProbe(Probe):
                 if call is not None:
                     if recorder.enabled:
                         call.chain = recorder.chain(call.input)
+                        call.deep_chain = recorder.chain(call.input, through=POOLING)
                     calls.append(call)
 
         tracer.on_call = on_call
         result: list[list[LossCall]] = []
-        with train_mode(model, own_step_only), tracer.active():
+        self._user_losses: list[float] = []
+        try:
+            optimizer = bench.make_optimizer(model)
+            self._optimizer_name = type(optimizer).__name__
+        except SubjectError:
+            optimizer, self._optimizer_name = None, None
+        with train_mode(model, train), _dropout_off(model, own_step), tracer.active():
             for i, batch in enumerate(batches):
                 recorder.enabled = i == 0
                 calls.clear()
-                if own_step_only:
-                    bench.train_one_step(model, bench.make_optimizer(model), batch)
+                if own_step:
+                    user = bench.train_one_step(model, optimizer or bench.make_optimizer(model),
+                                                batch)
                 else:
                     with torch.no_grad():
-                        bench.compute_loss(model, batch)
+                        user = float(bench.compute_loss(model, batch).detach())
                 with tracer.quiet():
+                    self._user_losses.append(user)
                     for c in calls:  # keep what the checks need, detached, on the CPU
                         c.input = c.input.detach()
-                        for r in c.chain:
+                        for r in c.chain + c.deep_chain:
                             r.output = None
                     result.append(list(calls))
                 recorder.clear()
@@ -202,7 +251,8 @@ class LossSetupProbe(Probe):
                          "BCEWithLogitsLoss; for several classes check the dim argument.",
                          where=site.where, value=1, limit=1, metric="softmax_dim_size")
 
-    def _check_input(self, out: Outcome, call: LossCall, last: OpRecord | None) -> None:
+    def _check_input(self, out: Outcome, call: LossCall, last: OpRecord | None,
+                     deep: OpRecord | None = None) -> None:
         want = LOSS_INPUT[call.op]
         name = LOSS_NAMES[call.op]
         where = _where(last)
@@ -246,6 +296,16 @@ class LossSetupProbe(Probe):
                          "goes negative stops learning (bug 47352366: ReLU on the output layer, loss "
                          "NaN, accuracy 0.06). Remove the ReLU after the last layer.",
                          where=where, metric="input_op")
+            elif (deep is not None and deep is not last and deep.op in ("relu", "relu6")
+                  and last is not None and last.op in POOLING):
+                # Measured (docs/probes/loss-setup.md): torchvision's SqueezeNet ends this way by
+                # design and trains, so behind a pool this is a warning, not a failure.
+                out.warn(f"{name} expects logits of any sign, but its input is {got} of "
+                         f"{deep.describe()}: every class score is an average of ReLU outputs, so "
+                         "it can never go below 0, and a class whose map is negative everywhere "
+                         "gets no gradient to rise (bug 47352366: ReLU on the output layer). "
+                         "Remove the ReLU after the last convolution (pool the raw class maps).",
+                         where=_where(deep), metric="input_op")
             elif call.op == "cross_entropy" and _looks_like_probabilities(x):
                 out.fail(f"{name} expects raw logits, but every row of its input is non-negative and "
                          "sums to 1: these are already probabilities (a softmax computed by hand?). "
@@ -310,15 +370,63 @@ class LossSetupProbe(Probe):
             out.warn(msg, where=where, value=outside, limit=cfg.out_of_range_fail,
                      metric="targets_out_of_range")
 
+    def _single_call(self, per_batch: list[list[LossCall]]) -> LossCall | None:
+        """The loss call when every batch makes exactly one call of the same loss, else None."""
+        if not per_batch or any(len(b) != 1 for b in per_batch) \
+                or len({b[0].op for b in per_batch}) != 1:
+            return None  # several loss terms: their sum has no single expected value
+        return per_batch[0][0]
+
+    def _check_reduction(self, out: Outcome, per_batch: list[list[LossCall]]) -> None:
+        """A loss summed over the batch: reduction='sum', or a per-sample loss summed or scaled by
+        the batch size by hand. Its gradient is batch-size times a mean loss's, so plain SGD
+        behaves as with a learning rate that many times larger; Adam-family optimizers divide the
+        scale out."""
+        call = self._single_call(per_batch)
+        users = getattr(self, "_user_losses", [])
+        if call is None or not users or not math.isfinite(call.per_element) \
+                or call.per_element <= 0 or not math.isfinite(users[0]):
+            return
+        x = call.input
+        n = int(x.shape[0]) if x.dim() else 1
+        elements = _loss_elements(call.op, x)
+        scale = users[0] / call.per_element
+        out.metric("loss_scale", scale)
+        if call.params.get("reduction") == "sum":
+            how = "reduction='sum'"
+        elif n >= 2 and abs(scale / n - 1) < 0.05:
+            how = f"a per-sample loss summed (or multiplied by the batch size {n})"
+        elif elements >= 2 and elements != n and abs(scale / elements - 1) < 0.05:
+            how = f"a loss summed over all {elements} elements"
+        else:
+            return
+        if abs(scale) < 1.5:
+            return  # the sum is divided again later (e.g. by the batch size): a mean after all
+        out.metric("summed_over_batch", 1)
+        opt = getattr(self, "_optimizer_name", None)
+        msg = (f"The loss is summed over the batch ({how}): it is {scale:.3g}x the mean loss per "
+               f"{'sample' if elements == n else 'element'}, so its gradients are {scale:.3g}x "
+               "larger too and the learning rate acts that many times larger. ")
+        if opt in SCALE_INVARIANT:
+            out.finding("pass", msg + f"{opt} divides the gradient scale out, so this only changes "
+                        "the printed loss (the summed ELBO of a VAE is written this way).",
+                        where="<loss>", value=scale, metric="loss_scale")
+        else:
+            out.warn(msg + f"With {opt or 'this optimizer'} the step size depends on it: a "
+                     "learning rate tuned for a mean loss will overshoot, and changing the batch "
+                     "size changes the effective learning rate. Use reduction='mean' (or divide by "
+                     "the batch size), or lower the learning rate accordingly.",
+                     where="<loss>", value=scale, limit=1.0, metric="loss_scale")
+
     def _check_init_loss(self, out: Outcome, per_batch: list[list[LossCall]]) -> None:
         cfg = self.config
         if self._wrong_dim:
             return  # the loss is off because of the softmax dimension, reported already
-        if any(len(b) != 1 for b in per_batch) or len({b[0].op for b in per_batch}) != 1:
-            return  # several loss terms: their sum has no single expected value
-        call = per_batch[0][0]
+        call = self._single_call(per_batch)
+        if call is None:
+            return
         p = call.params
-        if p.get("reduction", "mean") != "mean" or p.get("pos_weight") is not None:
+        if p.get("pos_weight") is not None:
             return
         x = call.input
         if call.op in ("cross_entropy", "nll_loss"):
@@ -337,12 +445,12 @@ class LossSetupProbe(Probe):
             expected, what = math.log(2), "ln 2"
         else:
             return
-        values = [b[0].value for b in per_batch if math.isfinite(b[0].value)]
-        if not values:
+        finite = [b[0] for b in per_batch if math.isfinite(b[0].per_element)]
+        if not finite:
             return  # NaN/Inf loss: the nan probe says where it comes from
-        sizes = [max(int(b[0].input.shape[0]) if b[0].input.dim() else 1, 1) for b in per_batch
-                 if math.isfinite(b[0].value)]
-        loss = sum(v * n for v, n in zip(values, sizes)) / sum(sizes)
+        sizes = [max(int(c.input.shape[0]) if c.input.dim() else 1, 1) for c in finite]
+        # per element whatever the reduction: a summed loss is reported by _check_reduction
+        loss = sum(c.per_element * n for c, n in zip(finite, sizes)) / sum(sizes)
         out.metric("initial_loss", loss)
         if self._trained:
             # Weights were loaded (--weights / nndiag_config["weights"]): the model is trained, so
@@ -381,14 +489,53 @@ def _loss_call(info: CallInfo) -> LossCall | None:
     if not isinstance(x, torch.Tensor) or not isinstance(info.output, torch.Tensor):
         return None
     value = float(info.output.detach().float().mean()) if info.output.numel() else float("nan")
-    return LossCall(info.op, params, value, x, target.detach() if isinstance(target, torch.Tensor)
+    call = LossCall(info.op, params, value, x, target.detach() if isinstance(target, torch.Tensor)
                     else target)
+    call.per_element = value
+    if params.get("reduction") == "sum" and info.output.numel() == 1:
+        call.per_element = value / max(_loss_elements(info.op, x), 1)
+    return call
+
+
+def _loss_elements(op: str, x: torch.Tensor) -> int:
+    """How many terms a 'sum' reduction adds up: one per sample (and position) for the class
+    losses, one per element for the others."""
+    if op in ("cross_entropy", "nll_loss") and x.dim() >= 2:
+        return x.numel() // int(x.shape[1])
+    if op in ("cross_entropy", "nll_loss"):
+        return 1
+    if op == "kl_div":
+        return x.numel()
+    return x.numel()
+
+
+@contextmanager
+def _dropout_off(model: torch.nn.Module, keep: bool):
+    """Dropout modules in eval mode for the measurement (unless ``keep``: the user's own step)."""
+    from torch.nn.modules.dropout import _DropoutNd
+
+    flags = [] if keep else [(m, m.training) for m in model.modules() if isinstance(m, _DropoutNd)]
+    for m, _ in flags:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _last(chain: list[OpRecord]) -> OpRecord | None:
     if chain and chain[-1].op not in PASSTHROUGH:
         return chain[-1]
     return None
+
+
+def _deep(call: LossCall) -> OpRecord | None:
+    """The op behind the loss input, looking through pooling (mean, global average pool ...)."""
+    chain = call.deep_chain or call.chain
+    if chain and chain[-1].op not in PASSTHROUGH and chain[-1].op not in POOLING:
+        return chain[-1]
+    return _last(call.chain)
 
 
 def _where(last: OpRecord | None) -> str:

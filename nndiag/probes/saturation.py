@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from nndiag.activation_trace import DEFAULT_LEVELS, activation_trace
+from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 
@@ -39,6 +40,11 @@ class SaturationConfig:
     fail_fraction: float = threshold(
         0.5, "DeepDiagnosis, TheDeepChecker (> 50% of units)",
         "fail when a layer's saturated fraction is above this")
+    log_cancelled_limit: float = threshold(
+        17.0, "SageMaker Debugger's sigmoid bar (17); float32 rounds sigmoid(x) to exactly 1 from "
+        "x = 16.6; measured on the zoo: docs/probes/saturation.md",
+        "an output sigmoid/softmax whose loss takes its log (BCELoss, NLLLoss) is judged at this "
+        "input level instead of input_limit")
 
 
 class SaturationProbe(Probe):
@@ -54,18 +60,47 @@ class SaturationProbe(Probe):
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         level = float(cfg.input_limit)
-        levels = DEFAULT_LEVELS if level in DEFAULT_LEVELS else DEFAULT_LEVELS + (level,)
+        wanted = {level, float(cfg.log_cancelled_limit)} - set(DEFAULT_LEVELS)
+        levels = DEFAULT_LEVELS + tuple(sorted(wanted))  # the defaults share one pass
         trace = activation_trace(ctx, cfg.samples, levels)
         sites = trace.by_family("bounded") + trace.by_family("softmax")
+        attention = _fused_attention_note(trace)
         if not sites:
             fused = (f" The gates of {', '.join(trace.fused_recurrent)} (LSTM/GRU) run in one fused "
                      "kernel and cannot be watched." if trace.fused_recurrent else "")
+            if attention:
+                out.skip("no sigmoid, tanh or softmax can be watched: " + attention[0].lower()
+                         + attention[1:] + fused)
             out.skip("no sigmoid, tanh or softmax runs in the forward pass (as a module or a function "
                      "call), so nothing can saturate." + fused)
+        if attention:
+            out.finding("pass", attention, where=trace.fused_attention[0].split(" (")[0],
+                        metric="fused_attention_calls")
         sites.sort(key=lambda s: trace.sites.index(s))
         rows = []
         trained = ctx.subject.trained
+        cancelled = self._log_cancelled_outputs(ctx, trace, sites)
         for site in sites:
+            if id(site) in cancelled and not trained:
+                # BCELoss/NLLLoss take the log of this output: d(loss)/d(input) = p - y, which does
+                # not vanish when p is pinned near 0/1, until float32 rounds p to exactly 0 or 1.
+                judged = self._bounded(Outcome(), site, level) if site.family != "softmax" \
+                    else self._softmax(Outcome(), site, level)
+                hard = float(cfg.log_cancelled_limit)
+                row = self._bounded(out, site, hard) if site.family != "softmax" \
+                    else self._softmax(out, site, hard)
+                row["saturated_fraction_at_input_limit"] = judged["saturated_fraction"]
+                row["judged_at"] = hard
+                rows.append(row)
+                if judged["saturated_fraction"] > cfg.warn_fraction:
+                    out.finding("pass", f"{site.label}: {judged['saturated_fraction']:.0%} beyond "
+                                f"+-{level:g}, but this is the model's output and the loss takes its "
+                                f"log ({cancelled[id(site)]}), which cancels the flat slope: the gradient "
+                                f"stays p - y. Only inputs beyond +-{hard:g}, where float32 rounds the "
+                                f"output to exactly 0 or 1, are judged: "
+                                f"{row['saturated_fraction']:.0%}.", where=site.where,
+                                value=judged["saturated_fraction"], metric="output_saturated_fraction")
+                continue
             if trained and _is_output_site(trace, site, sites):
                 # A trained classifier's output sigmoid/softmax is meant to be confident: pinned
                 # near 0/1 is the goal of training, not a stuck unit. At initialisation it is not.
@@ -88,6 +123,23 @@ class SaturationProbe(Probe):
         out.metric("samples", trace.samples)
         out.summary = (f"{len(rows)} sigmoid/tanh/softmax site(s) over {trace.samples} samples; most "
                        f"saturated {worst['layer']} {worst['saturated_fraction']:.0%}")
+
+    def _log_cancelled_outputs(self, ctx: ProbeContext, trace, sites) -> dict:
+        """Output sites whose loss takes their log (sigmoid -> BCELoss, softmax -> NLLLoss),
+        mapped to the loss's name."""
+        outputs = [s for s in sites if s.op in _LOG_LOSSES and _is_output_site(trace, s, sites)]
+        if not outputs:
+            return {}
+        try:
+            ops = _loss_ops(ctx)
+        except SubjectError:
+            return {}
+        found = {}
+        for site in outputs:
+            op, name = _LOG_LOSSES[site.op]
+            if ops and all(o == op for o in ops):
+                found[id(site)] = name
+        return found
 
     def _bounded(self, out: Outcome, site, level: float) -> dict:
         cfg = self.config
@@ -140,6 +192,16 @@ class SaturationProbe(Probe):
         return row
 
 
+def _fused_attention_note(trace) -> str:
+    """A sentence naming the fused attention calls whose softmax cannot be seen ('' when none)."""
+    calls = trace.fused_attention
+    if not calls:
+        return ""
+    shown = ", ".join(calls[:3]) + (f" and {len(calls) - 3} more" if len(calls) > 3 else "")
+    return (f"The attention softmax of {shown} runs inside one fused kernel, which no hook can look "
+            "into, so its saturation is not checked here (only a hand-written attention softmax is).")
+
+
 def _slope(op: str, level: float) -> float:
     """Derivative at |input| = level relative to the derivative at 0."""
     s = 1.0 / (1.0 + math.exp(-level))
@@ -158,6 +220,19 @@ def _is_output_site(trace, site, sites) -> bool:
     # Shape-only ops (squeeze, view) after the activation: the last bounded/softmax site, named
     # in the output's op chain.
     return site is sites[-1] and any(site.op in name for name in trace.output_chain[:4])
+
+
+_LOG_LOSSES = {"sigmoid": ("binary_cross_entropy", "BCELoss"), "softmax": ("nll_loss", "NLLLoss"),
+               "log_softmax": ("nll_loss", "NLLLoss")}
+
+
+def _loss_ops(ctx: ProbeContext) -> list[str]:
+    """The loss functions the subject's loss computation calls on its first batch (shared)."""
+    from nndiag.loss_calls import record_loss_calls
+
+    def compute():
+        return [c.op for c in record_loss_calls(ctx.bench, ctx.bench.first_batch())]
+    return ctx.shared(("loss-ops", "first batch"), compute)
 
 
 @hookimpl
