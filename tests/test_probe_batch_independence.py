@@ -246,3 +246,36 @@ def test_packed_sequences_regroup_but_do_not_mix(seed):
     assert naive_output_moves(PackedBiLSTM(mix=True), batch[0], 0) != []
     r = result(model=lambda: PackedBiLSTM(mix=True), batch=batch, loss_fn=LOSS, seed=seed)
     assert r.status.value == "fail"
+
+
+class KeywordLM(nn.Module):
+    """Hugging Face style: model(**batch) with input_ids and attention_mask; labels in the batch."""
+
+    def __init__(self, mix: bool = False):
+        super().__init__()
+        self.mix = mix
+        self.emb = nn.Embedding(20, 8)
+        self.out = nn.Linear(8, 20)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.emb(input_ids) * attention_mask.unsqueeze(-1)
+        if self.mix:
+            h = torch.softmax(h, dim=0)  # over the batch
+        return self.out(h)
+
+
+def keyword_training_step(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return F.cross_entropy(logits.reshape(-1, 20), batch["labels"].reshape(-1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dict_batches_of_keyword_inputs_with_a_training_step(seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 20, (9, 6), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.roll(1, 1)}
+    r = result(model=KeywordLM, batch=batch, training_step=keyword_training_step, seed=seed)
+    assert r.status.value == "pass", r.summary
+    r = result(model=lambda: KeywordLM(mix=True), batch=batch, training_step=keyword_training_step,
+               seed=seed)
+    assert r.status.value == "fail" and "softmax" in r.summary

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from nndiag.batches import iter_tensors, map_tensors, split_batch
-from nndiag.errors import SubjectError
+from nndiag.errors import ProbeSkipped, SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.seeding import fork_seeded
@@ -116,7 +116,7 @@ class BatchIndependenceProbe(Probe):
         """The inputs of enough samples (the first batches joined), and how many samples."""
         bench = ctx.bench
         batches = [bench.first_batch()] if whole_first else bench.probe_batches(self.config.samples)
-        parts = [split_batch(b, ctx.subject.data_source)[0] for b in batches]
+        parts = [_model_inputs(b, ctx.subject) for b in batches]
         sizes = [_count(p) for p in parts]
         if len(parts) == 1 or sizes[0] >= self.config.samples:
             return parts[0], sizes[0]
@@ -439,6 +439,28 @@ def _output_batch_dim(t: torch.Tensor, n: int) -> int | None:
 
 
 # ---- inputs ----------------------------------------------------------------------------------
+#: Keys of a dict batch that hold targets, not model inputs (Hugging Face's "labels" and kin).
+_TARGET_KEYS = {"labels", "label", "targets", "target", "y", "start_positions", "end_positions"}
+
+
+def _model_inputs(batch: Any, subject) -> Any:
+    """The model inputs of a batch: ``inputs`` of an (inputs, targets) pair, or, for a file with
+    its own training_step/train_step and dict batches (``model(**batch)``, Hugging Face style),
+    the dict without its target keys. Anything else cannot be perturbed sample by sample: skip."""
+    try:
+        return split_batch(batch, subject.data_source)[0]
+    except SubjectError:
+        if isinstance(batch, dict) and (subject.training_step or subject.train_step):
+            inputs = {k: v for k, v in batch.items() if k not in _TARGET_KEYS}
+            if inputs:
+                return inputs
+        if subject.training_step is None and subject.train_step is None:
+            raise
+    raise ProbeSkipped("the batches are neither (inputs, targets) pairs nor dicts of model "
+                       "keyword arguments (the file's own step unpacks them), so the model's "
+                       "inputs cannot be perturbed one sample at a time.")
+
+
 def _count(inputs: Any) -> int:
     first = next(iter_tensors(inputs), None)
     return int(first.shape[0]) if first is not None and first.dim() > 0 else 0
