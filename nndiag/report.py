@@ -90,7 +90,9 @@ class Finding:
     """One thing a probe saw: how bad, where (module or parameter path), what, and the numbers.
 
     ``value`` and ``limit`` are the measured number and the threshold it crossed (None when the
-    finding is not about a number). ``metric`` names what ``value`` measures.
+    finding is not about a number). ``metric`` names what ``value`` measures. ``file`` and ``line``
+    point at the user's code the finding is about (where the module's class is defined or the op
+    is called), when the runner could tell; empty and None otherwise.
     """
 
     severity: Status
@@ -99,6 +101,8 @@ class Finding:
     value: float | None = None
     limit: float | None = None
     metric: str = ""
+    file: str = ""
+    line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (contract §3)."""
@@ -109,6 +113,8 @@ class Finding:
             "value": _clean_number(self.value),
             "limit": _clean_number(self.limit),
             "metric": self.metric,
+            "file": self.file,
+            "line": self.line,
         }
 
 
@@ -162,7 +168,7 @@ class ProbeResult:
         findings = tuple(
             Finding(Status(f["severity"]), f.get("message", ""), f.get("where", "") or "",
                     _from_json_number(f.get("value")), _from_json_number(f.get("limit")),
-                    f.get("metric", "") or "")
+                    f.get("metric", "") or "", f.get("file", "") or "", f.get("line"))
             for f in d.get("findings", ()))
         from nndiag.charts import chart_from_dict
 
@@ -239,9 +245,15 @@ class SubjectReport:
 
 @dataclass(frozen=True)
 class Report:
-    """The outcome of one ``nndiag check`` (or one ``nndiag.check(...)`` call): one or more subjects."""
+    """The outcome of one ``nndiag check`` (or one ``nndiag.check(...)`` call): one or more subjects.
+
+    ``metadata`` describes the run (versions, device, threads, seed, command line, start time,
+    host, model file hashes: :mod:`nndiag.run_metadata`); the JSON report holds it as ``run``.
+    ``print(report)`` shows the terminal summary and a notebook shows the HTML report inline.
+    """
 
     subjects: tuple[SubjectReport, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def status(self) -> Status:
@@ -289,8 +301,9 @@ class Report:
         of subjects, ``results`` the concatenation (each result names its ``subject``), and
         ``subjects`` holds each subject's own object.
         """
+        run = {"run": _jsonable(dict(self.metadata))} if self.metadata else {}
         if len(self.subjects) == 1:
-            return self.subjects[0].to_dict()
+            return {**self.subjects[0].to_dict(), **run}
         per_subject = [s.to_dict() for s in self.subjects]
         return {
             "nndiag": SCHEMA_VERSION,
@@ -298,6 +311,7 @@ class Report:
             "status": str(self.status),
             "results": [r for s in per_subject for r in s["results"]],
             "subjects": per_subject,
+            **run,
         }
 
     def tally(self, order=BEST_FIRST) -> str:
@@ -328,12 +342,36 @@ class Report:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Report":
         """The inverse of :meth:`to_dict` (one subject's object, or several under ``subjects``)."""
+        meta = dict(d.get("run") or {})
         if "subjects" in d:
-            return cls(tuple(SubjectReport.from_dict(s) for s in d["subjects"]))
+            return cls(tuple(SubjectReport.from_dict(s) for s in d["subjects"]), meta)
         if isinstance(d.get("subject"), list):
-            return cls(())
-        return cls((SubjectReport.from_dict(d),))
+            return cls((), meta)
+        return cls((SubjectReport.from_dict(d),), meta)
 
     def merged(self, other: "Report") -> "Report":
-        """A report holding this report's subjects followed by ``other``'s."""
-        return Report(self.subjects + other.subjects)
+        """A report holding this report's subjects followed by ``other``'s (this one's metadata)."""
+        return Report(self.subjects + other.subjects, self.metadata or other.metadata)
+
+    # --- display: the terminal table for print(), the HTML report for notebooks ---------------
+    # The report is data and does not depend on the writers; these three methods are the one
+    # convenience that reaches them, by module name, only when called.
+
+    def summary(self, *, verbose: bool = False, width: int | None = None) -> str:
+        """The terminal summary ``nndiag check`` prints (``verbose``: every finding, run metadata)."""
+        import importlib
+
+        return importlib.import_module("nndiag.writers.text").render(self, verbose=verbose, width=width)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The HTML report, inline in Jupyter (in an iframe, so its styles stay its own)."""
+        import html as _html
+        import importlib
+
+        page = importlib.import_module("nndiag.writers.html").render(self)
+        return (f'<iframe srcdoc="{_html.escape(page, quote=True)}" title="nndiag report" '
+                'style="width:100%;height:900px;border:1px solid #ccc" '
+                'sandbox="allow-scripts"></iframe>')
