@@ -71,7 +71,8 @@ class Watch:
                  config: WatchConfig, scaler: Any = None, scheduler: Any = None, name: str = "",
                  raise_on_stop: bool = True, on_event: Callable[[Event], None] | None = None,
                  sync_every: int | None = None,
-                 replay_loss: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None) -> None:
+                 replay_loss: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
+                 external_gradients: bool = False, replay_shared: tuple = ()) -> None:
         if not isinstance(model, torch.nn.Module):
             raise UsageError(f"nndiag.watch needs a torch.nn.Module, not {type(model).__name__}.",
                              hint="Pass the model you train: nndiag.watch(model, optimizer).")
@@ -82,6 +83,8 @@ class Watch:
         self.cfg = config
         self.name = name or f"{type(model).__name__} (watched)"
         self.raise_on_stop, self.on_event, self.replay_loss = raise_on_stop, on_event, replay_loss
+        self.external_gradients = external_gradients
+        self.replay_shared = replay_shared  # objects the replay must not copy (a Trainer)
         self.timeline = Timeline()
         self.checks = make_checks(config)
         self._by_id = {c.id: c for c in self.checks}
@@ -183,6 +186,14 @@ class Watch:
             self._captured = Captured(args, kwargs, torch.get_rng_state())
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
+        if not self.external_gradients:
+            self.observe_gradients()
+
+    def observe_gradients(self) -> None:
+        """Read this step's gradients (norms on device, the NaN flag, a weight copy on sample
+        steps). Called by the optimizer's step pre-hook; a trainer that runs forward and backward
+        *inside* ``optimizer.step(closure)`` (Lightning) calls it from its before-step callback
+        instead, with ``external_gradients=True``."""
         t0 = time.perf_counter()
         sample = self.sampling and self.step_index % self.cfg.sample_every == 0
         if sample:
@@ -190,8 +201,8 @@ class Watch:
             self.updates.snapshot()
         row = self.recorder.grad_norms()
         self.recorder.record_grads(row)
-        self._stepped = True
-        if self.step_index % self.sync_every == 0 and not self._tripped:
+        # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
+        if self.scaler is None and self.step_index % self.sync_every == 0 and not self._tripped:
             # the L2 norm of huge but finite values can overflow: confirm with max-abs first
             if not torch.isfinite(row.sum()).item() and not _max_abs_finite(
                     [p.grad for p in self._params if p.grad is not None]):
@@ -200,6 +211,7 @@ class Watch:
         self.seconds += time.perf_counter() - t0
 
     def _post_step(self, optimizer, args, kwargs) -> None:
+        self._stepped = True
         if self.sampling and self.step_index % self.cfg.sample_every == 0:
             ratios, unchanged = self.updates.ratios()
             self._sample["ratios"], self._sample["unchanged"] = ratios, unchanged
@@ -277,7 +289,7 @@ class Watch:
         where, detail = "", ("the replayed forward was finite, so the loss or the backward "
                              "produced it (pass replay_loss= to locate it in backward)")
         try:
-            producer = replay(self.model, self._captured, self.replay_loss)
+            producer = replay(self.model, self._captured, self.replay_loss, self.replay_shared)
         except Exception as exc:  # noqa: BLE001 - the replay must never break the user's run
             producer, detail = None, f"the replay to locate it failed: {exc}"
         if producer is not None:

@@ -48,15 +48,17 @@ def _call(model: torch.nn.Module, cap: Captured) -> Any:
 
 
 def replay(model: torch.nn.Module, cap: Captured | None,
-           loss_of: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None) -> Producer | None:
-    """Rerun the captured forward (and backward, with ``loss_of(model, output)``) on a copy."""
+           loss_of: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
+           shared: tuple = ()) -> Producer | None:
+    """Rerun the captured forward (and backward, with ``loss_of(model, output)``) on a copy;
+    ``shared`` objects (a Lightning Trainer the module points to) are referenced, not copied."""
     bad = [n for n, p in model.named_parameters() if not all_finite(p)]
     if bad:
         return Producer("parameters", bad[0], f"parameter {bad[0]} already holds NaN/Inf "
                         f"({len(bad)} parameter(s)): an earlier update or the initialisation put it there")
     if cap is None:
         return None
-    twin = copy.deepcopy(model)
+    twin = copy.deepcopy(model, {id(o): o for o in shared})
     _drop_watch_hooks(twin)
     devices = [torch.cuda.current_device()] if cap.cuda_rng is not None else []
     with torch.random.fork_rng(devices=devices):

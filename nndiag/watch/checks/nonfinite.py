@@ -31,7 +31,7 @@ class NanCheck(Check):
         self.first_step = step
         place = f" in {where}" if where else ""
         msg = f"first non-finite {stage}{place} at step {step}" + (f": {detail}" if detail else "")
-        self.emit("nan", "fail", step, where, msg, metric=f"{stage}_finite")
+        self.emit("nan", "fail", step, where, msg, metric="first_non_finite")
 
     def judge(self, tl: Timeline) -> None:
         for i in range(self._scanned, tl.steps):
