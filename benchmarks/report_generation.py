@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # noqa: F401 - loaded first so no render below pays for it
 
     import nndiag
-    from nndiag.writers import plots
+    from nndiag.writers import svg
     from nndiag.writers.demo import demo_report
 
     t = time.perf_counter()
-    plots._mpl()
+    svg._mpl()
     mpl_import = time.perf_counter() - t
     # a fresh process would pay this inside the first render; measured here on its own
     rows = []

@@ -55,10 +55,14 @@ def check(
         if model is not None:
             raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")
         return check_paths([path], options, host=host)
+    from nndiag.run_metadata import now_utc, with_run_metadata
+
+    started = now_utc()
     subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
                                    optimizer=optimizer, training_step=training_step,
                                    train_step=train_step, name=name)
-    return finish_run(Report((check_subject(subject, options, host=host),)), host)
+    report = Report((check_subject(subject, options, host=host),))
+    return finish_run(with_run_metadata(report, options, started=started), host)
 
 
 def check_probe(probe: str, path: str | Path | None = None, /, **kwargs: Any):

@@ -10,6 +10,8 @@ writer draws each kind generically. Three kinds:
 - :class:`HBar`: one horizontal bar per named row (per layer, per parameter), with limit marks,
   optional dots of a second quantity, and a label for rows with no value.
 - :class:`Note`: a sentence instead of a plot ("too few finite values to draw one").
+- :class:`Table`: rows of values with named columns (the parameters per layer), shown in place of
+  the generic table of the ``data`` entry it presents (``replaces``).
 
 Colours are indices into the page palette (0 blue, 1 orange, 2 green, 3 red, 4 purple); dashes are
 ``solid``, ``dashed``, ``dotted``, ``dashdot`` or ``densely-dotted``. Values may be None (a gap).
@@ -144,7 +146,26 @@ class Note:
         return _as_dict(self)
 
 
-Chart = Line | HBar | Note
+@dataclass(frozen=True)
+class Table:
+    """A table a probe presents itself. ``mono`` columns are set in a fixed-width font (module
+    names), ``numeric`` ones right-aligned; ``total`` makes the last row bold."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    numeric: tuple[int, ...] = ()
+    mono: tuple[int, ...] = ()
+    total: bool = False
+    replaces: str = ""
+    kind: str = "table"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return _as_dict(self)
+
+
+Chart = Line | HBar | Note | Table
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -193,6 +214,11 @@ def chart_from_dict(d: Any) -> Chart | None:
     kind = d.get("kind", "line")
     if kind == "note":
         return Note(str(d.get("text", "")))
+    if kind == "table":
+        ints = lambda key: tuple(int(i) for i in d.get(key) or () if isinstance(i, int))  # noqa: E731
+        return Table(str(d.get("title", "")), tuple(str(c) for c in d.get("columns") or ()),
+                     tuple(tuple(r) for r in d.get("rows") or () if isinstance(r, (list, tuple))),
+                     ints("numeric"), ints("mono"), bool(d.get("total")), str(d.get("replaces", "")))
     if kind == "hbar":
         labels = tuple(str(x) for x in d.get("labels") or ())
         return HBar(str(d.get("title", "")), labels, numbers(d.get("values")), str(d.get("xlabel", "")),

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectError, UsageError
 from nndiag.options import RunOptions, probe_settings, validate_file_config
 from nndiag.report import ProbeResult, Report, Status, SubjectReport
+from nndiag.run_metadata import now_utc, with_run_metadata
 
 ProgressCallback = Callable[[str, str, int, int], None]  # (subject, probe id, index, total)
 
@@ -49,6 +50,7 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
     options = options or RunOptions()
     host = host if host is not None else PluginHost(options.extra_plugins)
     paths = list(paths)
+    started, configs = now_utc(), []  # for the report's run metadata
     reports = []
     for path in paths:
         try:
@@ -57,6 +59,7 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
             reports.append(SubjectReport(str(path), load_error=str(exc),
                                          load_error_details=traceback.format_exc()))
             continue
+        configs.append(getattr(subject, "config", None) or {})
         if len(paths) > 1:
             try:  # a bad nndiag_config in one file must not stop the other files being checked
                 reports.append(check_subject(subject, options, progress, host))
@@ -65,7 +68,8 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
                                              load_error_details=traceback.format_exc()))
             continue
         reports.append(check_subject(subject, options, progress, host))
-    return finish_run(Report(tuple(reports)), host)
+    report = with_run_metadata(Report(tuple(reports)), options, paths, configs, started)
+    return finish_run(report, host)
 
 
 def finish_run(report: Report, host: Any) -> Report:

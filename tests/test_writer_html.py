@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 from html.parser import HTMLParser
 
 import pytest
 
+from nndiag import chartkit
 from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
+from nndiag.writers import draw, svg
 from nndiag.writers import html as html_writer
-from nndiag.writers import plots
 from nndiag.writers.demo import EVIL, demo_report
 
 
@@ -118,7 +120,7 @@ def test_ids_are_unique_across_inline_svgs(demo_page):
 def test_plots_follow_the_theme_through_css_variables(demo_page):
     svg = demo_page.split("<svg", 1)[1].split("</svg>", 1)[0]
     assert "var(--plot-fg" in svg and "var(--c1" in svg
-    for sentinel in (plots.FG, plots.GRID) + plots.SERIES:  # only left as var() fallbacks
+    for sentinel in (svg.FG, svg.GRID) + svg.SERIES:  # only left as var() fallbacks
         assert not re.search(f"(?<!,){sentinel}", demo_page), sentinel
     assert "<!--" not in svg and "<metadata" not in svg
 
@@ -159,12 +161,12 @@ def test_model_with_an_html_module_name_renders_as_text():
 
 def test_clean_svg_refuses_active_content():
     base = '<svg xmlns="http://www.w3.org/2000/svg"><text>ok</text></svg>'
-    assert plots.clean_svg(base).startswith('<svg role="img"')
+    assert svg.clean_svg(base).startswith('<svg role="img"')
     for bad in ('<svg><script>alert(1)</script></svg>', '<svg><g onload="alert(1)"/></svg>',
                 '<svg><foreignObject><div/></foreignObject></svg>', '<svg><a href="javascript:x"/></svg>'):
-        with pytest.raises(plots.UnsafeSVG):
-            plots.clean_svg(bad)
-    cleaned = plots.clean_svg('<?xml version="1.0"?><!DOCTYPE svg><!-- <img> --><svg><g id="unused"/>'
+        with pytest.raises(svg.UnsafeSVG):
+            svg.clean_svg(bad)
+    cleaned = svg.clean_svg('<?xml version="1.0"?><!DOCTYPE svg><!-- <img> --><svg><g id="unused"/>'
                               '<path id="used"/><use xlink:href="#used"/></svg>')
     assert "<!--" not in cleaned and "unused" not in cleaned and 'id="used"' in cleaned
 
@@ -192,24 +194,31 @@ def test_malformed_probe_data_never_breaks_the_report(monkeypatch):
         ProbeResult("custom-plugin", Status.WARN, "odd", (Finding(Status.WARN, "m", value=float("nan")),),
                     {"x": [1, 2], "y": {"a": 1}}, {"rows": [{"a": 1}, {"b": [1] * 50}], "blob": object()}),
     ]
+    # the chart recipes read the odd data defensively: no exception, and what they make draws
+    recipes = (chartkit.lr_sweep_chart, chartkit.loss_curve_chart, chartkit.gradient_chart, chartkit.params_table,
+               lambda r: chartkit.fraction_chart(r, None, ("dead_fraction", "saturated_fraction"), title="t", what="w"))
+    odd = [dataclasses.replace(r, charts=tuple(c for c in (f(r) for f in recipes) if c is not None)) for r in odd]
     page = html_writer.render(Report((SubjectReport("odd.py", tuple(odd)),)))
     assert page.count('class="probe ') == len(odd)
     _assert_inert(page)
 
-    def boom(*a, **k):
-        raise ValueError("<b>bad series</b>")
+    def boom(chart, salt):
+        if "overfit" in salt:
+            raise ValueError("<b>bad series</b>")
+        return real(chart, salt)
 
-    monkeypatch.setitem(plots.PLOTTERS, "overfit", boom)
+    real = draw.draw
+    monkeypatch.setattr(draw, "draw", boom)
     page = html_writer.render(demo_report(1))
     assert "The plot could not be drawn (ValueError: &lt;b&gt;bad series&lt;/b&gt;)" in page
     assert page.count("<svg") == 4  # the other plots are still there
 
 
 def test_log_tick_labels_are_plain_text():
-    assert plots.pow10_label(1e-7) == "10\u207b\u2077"
-    assert plots.pow10_label(100) == "10\u00b2"
-    assert plots.pow10_label(1) == "1" and plots.pow10_label(10) == "10"
-    assert plots.pow10_label(3e-3) == "" and plots.pow10_label(0) == ""
+    assert svg.pow10_label(1e-7) == "10\u207b\u2077"
+    assert svg.pow10_label(100) == "10\u00b2"
+    assert svg.pow10_label(1) == "1" and svg.pow10_label(10) == "10"
+    assert svg.pow10_label(3e-3) == "" and svg.pow10_label(0) == ""
 
 
 def test_render_is_deterministic():

@@ -81,6 +81,13 @@ class DeadNeuronsProbe(Probe):
     description = "ReLU units that never activate on the probe batches and stay dead while training."
     Config = DeadNeuronsConfig
 
+    def charts(self, result):
+        """The dead fraction per ReLU layer, with the warn and fail limits: nndiag.charts data."""
+        from nndiag import chartkit
+
+        return chartkit.charts_or_note(chartkit.fraction_chart(result, self.config, ("dead_fraction", "fraction"),
+                                                              title="Dead units per layer", what="dead"), result)
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         trace = activation_trace(ctx, cfg.samples)

@@ -92,6 +92,12 @@ class GradientsProbe(Probe):
     description = "Per-layer gradient norms; parameters with no or all-zero gradient; vanishing/exploding."
     Config = GradientsConfig
 
+    def charts(self, result):
+        """The judged gradient statistic per parameter, with the limits: nndiag.charts data."""
+        from nndiag import chartkit
+
+        return chartkit.charts_or_note(chartkit.gradient_chart(result, self.config), result)
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         trace = shared_training_trace(ctx, max(NanConfig().steps, cfg.steps), cfg.steps)

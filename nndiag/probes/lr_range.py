@@ -85,6 +85,12 @@ class LrRangeProbe(Probe):
     description = "LR range test: loss over an LR sweep, suggested LRs, verdict on the configured LR."
     Config = LrRangeConfig
 
+    def charts(self, result):
+        """The loss over the LR sweep with the suggestions, the good range and the configured LR: nndiag.charts data."""
+        from nndiag import chartkit
+
+        return chartkit.charts_or_note(chartkit.lr_sweep_chart(result), result)
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         if cfg.skip_reason:

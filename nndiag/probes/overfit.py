@@ -200,6 +200,12 @@ class OverfitProbe(Probe):
     description = "Can the model fit one small fixed batch (loss near zero, every sample right) within a budget?"
     Config = OverfitConfig
 
+    def charts(self, result):
+        """The loss per step on the one batch, with the target and the loss floor: nndiag.charts data."""
+        from nndiag import chartkit
+
+        return chartkit.charts_or_note(chartkit.loss_curve_chart(result), result)
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         if cfg.skip_reason:

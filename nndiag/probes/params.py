@@ -107,6 +107,13 @@ class ParamsProbe(Probe):
                    "layers whose units start identical and stay so (broken symmetry).")
     Config = ParamsConfig
 
+    def charts(self, result):
+        """The parameters per layer, as a table: nndiag.charts data."""
+        from nndiag import chartkit
+
+        table = chartkit.params_table(result)
+        return [table] if table is not None else []
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         model = ctx.bench.fresh_model()
         layers = count_parameters(model)

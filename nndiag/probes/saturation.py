@@ -57,6 +57,13 @@ class SaturationProbe(Probe):
     description = "Sigmoid, tanh and softmax units stuck at their limits, per layer."
     Config = SaturationConfig
 
+    def charts(self, result):
+        """The saturated fraction per sigmoid/tanh/softmax site, with the limits: nndiag.charts data."""
+        from nndiag import chartkit
+
+        return chartkit.charts_or_note(chartkit.fraction_chart(result, self.config, ("saturated_fraction", "fraction"),
+                                                              title="Saturated units per layer", what="saturated"), result)
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         level = float(cfg.input_limit)

@@ -12,6 +12,9 @@ import math
 import random
 import sys
 
+import dataclasses
+
+from nndiag import chartkit
 from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -27,13 +30,13 @@ def _lr_range(rng: random.Random, n: int = 100) -> ProbeResult:
         losses.append(loss)
         avg = 0.98 * avg + 0.02 * loss
         smoothed.append(avg / (1 - 0.98 ** (i + 1)))
-    return ProbeResult("lr-range", Status.WARN, "suggested lr 3.2e-4 (steepest descent); configured 0.5 is "
+    return _charted(chartkit.lr_sweep_chart, ProbeResult("lr-range", Status.WARN, "suggested lr 3.2e-4 (steepest descent); configured 0.5 is "
                        "above the range where the loss falls",
                        (Finding(Status.WARN, "The configured learning rate 0.5 is above the largest rate at "
                                 "which the loss still fell (0.08).", where="", value=0.5, limit=0.08,
                                 metric="configured_lr"),),
                        {"suggested_lr": 3.2e-4, "suggested_max_lr": 0.08, "configured_lr": 0.5, "points": n},
-                       {"lrs": lrs, "losses": losses, "smoothed": smoothed}, 1.9)
+                       {"lrs": lrs, "losses": losses, "smoothed": smoothed}, 1.9))
 
 
 def _overfit(rng: random.Random, steps: int = 200, fail: bool = False) -> ProbeResult:
@@ -46,10 +49,10 @@ def _overfit(rng: random.Random, steps: int = 200, fail: bool = False) -> ProbeR
                  "help": "training steps on the one batch"},
                 {"name": "target", "value": 0.05, "default": 0.05, "source": "demo: a default",
                  "help": "the loss to reach"})
-    return ProbeResult("overfit", status, f"loss {curve[0]:.3g} -> {curve[-1]:.3g} after {steps} steps",
+    return _charted(chartkit.loss_curve_chart, ProbeResult("overfit", status, f"loss {curve[0]:.3g} -> {curve[-1]:.3g} after {steps} steps",
                        findings, {"initial_loss": curve[0], "final_loss": curve[-1], "steps": steps,
                                   "target": 0.05}, {"loss_curve": curve}, 2.4,
-                       description="Can the model fit one fixed batch within a budget?", settings=settings)
+                       description="Can the model fit one fixed batch within a budget?", settings=settings))
 
 
 def _gradients(names: list[str]) -> ProbeResult:
@@ -58,13 +61,13 @@ def _gradients(names: list[str]) -> ProbeResult:
         g = 10 ** (-1.5 - 0.9 * i) if i < len(names) - 1 else 0.0
         layers.append({"param": n, "grad_norm": g, "mean_abs_grad": g / 30, "max_abs_grad": g * 3,
                        "update_ratio": g / 10})
-    return ProbeResult("gradients", Status.FAIL, "1 parameter gets no gradient; 2 vanish",
+    return _charted(chartkit.gradient_chart, ProbeResult("gradients", Status.FAIL, "1 parameter gets no gradient; 2 vanish",
                        (Finding(Status.FAIL, f"{names[-1]} gets a zero gradient: it is not used in the loss.",
                                 where=names[-1], value=0.0, limit=1e-7, metric="grad_norm"),
                         Finding(Status.WARN, f"{names[-2]} gradient norm is tiny.", where=names[-2],
                                 value=layers[-2]["grad_norm"], limit=1e-5, metric="grad_norm")),
                        {"max_grad_norm": layers[0]["grad_norm"], "min_grad_norm": 0.0},
-                       {"layers": layers, "limits": {"vanishing_limit": 1e-5, "exploding_limit": 1e3}}, 0.2)
+                       {"layers": layers, "limits": {"vanishing_limit": 1e-5, "exploding_limit": 1e3}}, 0.2))
 
 
 def _fractions(probe: str, key: str, names: list[str], fracs: list[float]) -> ProbeResult:
@@ -74,18 +77,27 @@ def _fractions(probe: str, key: str, names: list[str], fracs: list[float]) -> Pr
     findings = tuple(Finding(Status.FAIL, f"{r['layer']}: {r[key]:.0%} of units are "
                              f"{'dead' if probe == 'dead-neurons' else 'saturated'}.", where=r["layer"],
                              value=r[key], limit=0.5, metric=key) for r in bad)
-    return ProbeResult(probe, Status.FAIL if bad else Status.PASS, f"{len(bad)} layer(s) over the limit",
-                       findings, {f"max_{key}": max(fracs)}, {"layers": rows, "limits": {"fail_fraction": 0.5}},
-                       0.1)
+    result = ProbeResult(probe, Status.FAIL if bad else Status.PASS, f"{len(bad)} layer(s) over the limit",
+                         findings, {f"max_{key}": max(fracs)}, {"layers": rows, "limits": {"fail_fraction": 0.5}},
+                         0.1)
+    title, what = ("Dead units per layer", "dead") if probe == "dead-neurons" else ("Saturated units per layer",
+                                                                                   "saturated")
+    return _charted(lambda r: chartkit.fraction_chart(r, None, (key, "fraction"), title=title, what=what), result)
 
 
 def _params(names: list[str]) -> ProbeResult:
     layers = [{"layer": n, "type": "Linear", "trainable": 1000 * (i + 1), "frozen": 0, "shared_with": [],
                "output_shape": [32, 64]} for i, n in enumerate(names)]
     total = sum(l["trainable"] for l in layers)
-    return ProbeResult("params", Status.PASS, f"{total:,} parameters in {len(layers)} layers", (),
-                       {"total": total, "trainable": total, "frozen": 0, "layers": len(layers)},
-                       {"layers": layers}, 0.05)
+    return _charted(chartkit.params_table, ProbeResult(
+        "params", Status.PASS, f"{total:,} parameters in {len(layers)} layers", (),
+        {"total": total, "trainable": total, "frozen": 0, "layers": len(layers)}, {"layers": layers}, 0.05))
+
+
+def _charted(recipe, result: ProbeResult) -> ProbeResult:
+    """``result`` with the chart ``recipe`` makes of it (as a probe's ``charts`` would)."""
+    chart = recipe(result)
+    return dataclasses.replace(result, charts=(chart,) if chart is not None else ())
 
 
 def demo_report(n_subjects: int = 2, seed: int = 0, evil: bool = True) -> Report:

@@ -8,7 +8,8 @@ numbers behind the plots, the thresholds the probe ran with (applied value, defa
 and the traceback of an error.
 
 Everything that comes from the user or the probes (subject and module names, messages, metric
-names) is escaped with :func:`html.escape`; plots are inline SVG from :mod:`nndiag.writers.plots`,
+names) is escaped with :func:`html.escape`; plots are inline SVG drawn by :mod:`nndiag.writers.draw`
+from the plain-data charts each result carries (:mod:`nndiag.charts`),
 whose text matplotlib escapes and whose markup is checked for active content. A Content-Security-
 Policy meta tag allows only the one inline script (by its hash) and inline styles, so even a
 missed escape could not run a script or load anything from the network.
@@ -231,37 +232,12 @@ def _dict_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[
     return cols, [[r.get(c) for c in cols] for r in rows]
 
 
-def _params_table(result: "ProbeResult") -> str:
-    from nndiag.writers.plots import layer_rows
-
-    layers = layer_rows(result.data or {})
-    if not layers:
-        return ""
-    rows = []
-    for r in layers:
-        shared = r.get("shared_with")
-        shape = r.get("output_shape")
-        rows.append((_Raw(f'<span class="mono">{esc(r.get("layer", ""))}</span>'), r.get("type", ""),
-                     r.get("trainable"), r.get("frozen"),
-                     ", ".join(map(str, shared)) if isinstance(shared, (list, tuple)) else shared,
-                     "\u00d7".join(map(str, shape)) if isinstance(shape, (list, tuple)) else shape))
-    m = result.metrics or {}
-    if "total" in m:
-        rows.append((_Raw("<strong>total</strong>"), "", m.get("trainable"), m.get("frozen"), "",
-                     _Raw(f"{fmt(m.get('total'))} parameters")))
-    return ("<h4>Parameters per layer</h4>" +
-            _table(("layer", "type", "trainable", "frozen", "shared with", "output shape"), rows,
-                   numeric=(2, 3), cls="params"))
-
-
-_SPECIAL_TABLES = {"params": {"layers"}}
-
-
 def _data_tables(result: "ProbeResult") -> str:
     """Folded tables for the structured ``data`` entries not shown elsewhere (per-layer numbers,
     limits); plain number series are only named."""
     data = result.data or {}
-    skip = _SPECIAL_TABLES.get(result.probe, set())
+    skip = {c.replaces for c in _charts(result) if getattr(c, "kind", "") == "table" and c.replaces}
+    skip.add("charts")  # the watch's timelines: drawn as plots
     parts, series = [], []
     for key, value in data.items():
         if key in skip:
@@ -295,23 +271,59 @@ def _thresholds(result: "ProbeResult") -> str:
             f"{_table(('setting', 'applied', 'default', 'source', 'meaning'), rows, numeric=(1, 2))}</details>")
 
 
-def _plots(result: "ProbeResult", si: int, pj: int) -> str:
-    try:
-        from nndiag.report import Status
-        from nndiag.writers.plots import PLOTTERS, plots_for, prefix_ids
+def _charts(result: "ProbeResult") -> list[Any]:
+    """The charts of a result: its own, then any plain-data line charts in ``data["charts"]`` (the
+    in-training watch's timelines, kept in ``data`` by older writers' readers)."""
+    from nndiag.charts import chart_from_dict
 
-        applied = {f["name"]: f.get("value", f.get("default")) for f in result.settings or ()
-                   if isinstance(f, Mapping) and "name" in f}
-        plots = plots_for(result, f"{si}.{pj}", applied)
-    except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
-        return f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
+    extra = (result.data or {}).get("charts") if isinstance(result.data, Mapping) else None
+    found = [chart_from_dict(c) for c in extra] if isinstance(extra, list) else []
+    return list(result.charts or ()) + [c for c in found if c is not None]
+
+
+def _chart_table(t: Any) -> str:
+    rows = []
+    last = len(t.rows) - 1
+    for i, row in enumerate(t.rows):
+        cells = []
+        for j, v in enumerate(row):
+            if t.total and i == last and j == 0:
+                cells.append(_Raw(f"<strong>{esc(v)}</strong>"))
+            elif j in t.mono and not (t.total and i == last):
+                cells.append(_Raw(f'<span class="mono">{esc(v)}</span>'))
+            else:
+                cells.append(v)
+        rows.append(cells)
+    cls = "params" if t.replaces == "layers" else ""
+    return f"<h4>{esc(t.title)}</h4>" + _table(t.columns, rows, numeric=t.numeric, cls=cls)
+
+
+def _plots(result: "ProbeResult", si: int, pj: int) -> str:
+    """Every chart of the result, drawn by kind; a chart that cannot be drawn becomes a note."""
+    from nndiag.writers import draw as drawing
+    from nndiag.writers.svg import prefix_ids
+
     out = []
-    if not plots and result.probe in PLOTTERS and result.status not in (Status.SKIP, Status.ERROR):
-        out.append('<p class="note">No plot: the probe recorded too few finite values to draw one.</p>')
-    for k, p in enumerate(plots):
+    k = 0
+    for n, chart in enumerate(_charts(result)):
+        kind = getattr(chart, "kind", "")
+        if kind == "note":
+            out.append(f'<p class="note">{esc(chart.text)}</p>')
+            continue
+        if kind == "table":
+            out.append(_chart_table(chart))
+            continue
+        try:
+            p = drawing.draw(chart, f"nndiag-{si}.{pj}-{result.probe}-{n}")
+        except Exception as exc:  # noqa: BLE001 - a malformed series costs its plot, never the report
+            out.append(f'<p class="note">The plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>')
+            continue
+        if p is None:
+            continue
         out.append(f'<figure class="plot" id="s{si}-p{pj}-plot{k}">'
                    f"<figcaption><strong>{esc(p.title)}</strong></figcaption>{prefix_ids(p.svg, f's{si}p{pj}f{k}-')}"
                    f"<figcaption>{esc(p.caption)}</figcaption></figure>")
+        k += 1
     return "".join(out)
 
 
@@ -328,8 +340,6 @@ def _probe(result: "ProbeResult", si: int, pj: int) -> str:
     parts.append(f'<p class="summary">{esc(result.summary)}</p>')
     parts.append(_findings(result))
     parts.append(_plots(result, si, pj))
-    if result.probe == "params":
-        parts.append(_params_table(result))
     parts.append(_metrics(result))
     parts.append(_data_tables(result))
     parts.append(_thresholds(result))
@@ -381,10 +391,10 @@ def _subject(s: "SubjectReport", si: int) -> str:
 
 def _import_plotting() -> None:
     try:
-        from nndiag.writers import plots
+        from nndiag.writers import svg
 
-        plots._mpl()
-        plots.figure_svg(lambda ax: ax.plot([1, 2], [1, 2]), height_in=1.0, salt="preload")  # fonts
+        svg._mpl()
+        svg.figure_svg(lambda ax: ax.plot([1, 2], [1, 2]), height_in=1.0, salt="preload")  # fonts
     except Exception:  # noqa: BLE001 - render() reports any real problem itself
         pass
 
