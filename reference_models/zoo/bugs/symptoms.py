@@ -90,22 +90,31 @@ def _train(subject, seed: int, steps: int = 200):
     return model
 
 
+def _perturbed(x, seed: int):
+    """A copy of x with sample 0 changed: noise of one input std for floats, other ids for integers."""
+    gen = torch.Generator().manual_seed(seed)
+    out = x.clone()
+    if x.is_floating_point():
+        out[0] = out[0] + torch.randn(out[0].shape, generator=gen) * x.float().std().clamp_min(1e-3)
+    else:
+        top = int(x.max()) + 1
+        out[0] = (out[0] + torch.randint(1, max(top, 2), out[0].shape, generator=gen)) % max(top, 2)
+    return out
+
+
 def _batch_mixing(subject, seed: int) -> tuple[bool, str]:
-    """Does sample 0's output change when only the other samples of the batch change (eval mode)?"""
+    """Do the other samples' outputs change when only sample 0's input changes (eval mode)?"""
     model = _fresh(subject, seed).eval()
     inputs, _ = _split(_first_batch(subject))
     x = inputs[:8].clone()
     with torch.no_grad():
         out = _call(model, x)
-        other = x.clone()
-        gen = torch.Generator().manual_seed(seed)
-        other[1:] = other[1:] + torch.randn(other[1:].shape, generator=gen) * x.std().clamp_min(1e-3)
-        out2 = _call(model, other)
-    change = (out[0] - out2[0]).abs().max().item()
+        out2 = _call(model, _perturbed(x, seed))
+    change = (out[1:] - out2[1:]).abs().max().item()
     scale = out.abs().max().item() or 1.0
     shown = change > 1e-4 * scale
-    return shown, (f"sample 0's output moved by {change:.3g} (output scale {scale:.3g}) when only samples "
-                   f"1-7 of the batch changed")
+    return shown, (f"samples 1-7's outputs moved by up to {change:.3g} (output scale {scale:.3g}) when only "
+                   f"sample 0's input changed")
 
 
 def _predicted_classes(model, batches):
@@ -169,8 +178,9 @@ def relu_output_layer(subject, trace):
     inputs, _ = _split(_first_batch(subject))
     with torch.no_grad():
         logits = _call(model, inputs)
-    zero = (logits == 0).float().mean().item()
-    return zero > 0.2, f"{zero:.0%} of the logits are exactly 0 (clipped by the ReLU, no gradient through them)"
+    rows = (logits == 0).any(dim=1).float().mean().item()
+    return rows > 0.5, (f"{rows:.0%} of the samples have at least one logit clipped to exactly 0 by the ReLU "
+                        f"(no gradient can move it)")
 
 
 def sgd_lr_too_high_quadratic(subject, trace):
@@ -178,3 +188,120 @@ def sgd_lr_too_high_quadratic(subject, trace):
     worst = max(trace.losses, key=lambda v: v if math.isfinite(v) else math.inf)
     shown = not math.isfinite(worst) or worst > 1e3 * first
     return shown, f"loss {first:.3g} at step 0, worst {worst:.3g} during training"
+
+
+# ---------------------------------------------------------------------------------------------
+# reference_models/zoo/bugs/
+
+
+def _identical_rows(weight) -> float:
+    """Largest difference between any row (unit, filter) of a weight and the first row."""
+    flat = weight.detach().flatten(1)
+    return (flat - flat[:1]).abs().max().item()
+
+
+def digits_mlp_init_weights(subject, trace):
+    model = _train(subject, trace.seed)
+    spreads = [_identical_rows(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)][:2]
+    return max(spreads) < 1e-6, (f"after training, the units of each hidden layer are still identical "
+                                 f"(largest difference between two units' weights: {max(spreads):.2g})")
+
+
+def digits_cnn_init_weights(subject, trace):
+    model = _train(subject, trace.seed)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    spread = _identical_rows(first.weight)
+    return spread < 1e-6, (f"after training, the {first.out_channels} filters of the first conv layer are still "
+                           f"identical (largest difference: {spread:.2g}): one effective channel")
+
+
+def _one_class(subject):
+    targets = torch.cat([_split(b)[1].flatten() for b in _all_batches(subject)])
+    values = torch.unique(targets)
+    return len(values) == 1, f"{len(targets)} training targets take {len(values)} distinct value(s): {values[:5].tolist()}"
+
+
+def digits_mlp_dataframe(subject, trace):
+    return _one_class(subject)
+
+
+def digits_cnn_keras_port(subject, trace):
+    return _one_class(subject)
+
+
+def digits_bn_mlp_accuracy(subject, trace):
+    model = _fresh(subject, trace.seed)
+    optimizer = _optimizer(subject, model)
+    batches = _all_batches(subject, 4)
+    subject.train_step(model, optimizer, batches[0])
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    before = bn.running_mean.clone()
+    for b in batches[1:]:
+        subject.train_step(model, optimizer, b)
+    moved = (bn.running_mean - before).abs().max().item()
+    shown = (not model.training) and moved == 0.0
+    return shown, (f"after one train_step the model is in {'train' if model.training else 'eval'} mode; the "
+                   f"next 3 steps moved BatchNorm's running mean by {moved:.3g} (dropout off, statistics frozen)")
+
+
+def digits_cnn_bn_train_mode(subject, trace):
+    model = _fresh(subject, trace.seed)
+    optimizer = _optimizer(subject, model)
+    model.train()
+    for b in _all_batches(subject, 8):
+        _step(subject, model, optimizer, b)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    untouched = all(bool((m.running_mean == 0).all() and (m.running_var == 1).all()) for m in bns)
+    return untouched, (f"after 8 training steps the running statistics of all {len(bns)} BatchNorm layers are "
+                       f"{'still their initial 0/1' if untouched else 'updated'}: BatchNorm never sees a batch")
+
+
+def digits_rows_lstm(subject, trace):
+    return _batch_mixing(subject, trace.seed)
+
+
+def tokens_transformer(subject, trace):
+    return _batch_mixing(subject, trace.seed)
+
+
+def diabetes_mlp_regression(subject, trace):
+    model = _train(subject, trace.seed)
+    x = torch.cat([_split(b)[0] for b in _all_batches(subject)])
+    y = torch.cat([_split(b)[1] for b in _all_batches(subject)])
+    with torch.no_grad():
+        pred = model(x).flatten()
+    ratio = (pred.std() / y.std()).item()
+    return ratio < 0.2, (f"trained predictions vary with std {pred.std().item():.3g} against the targets' "
+                         f"{y.std().item():.3g} (ratio {ratio:.2f}): the (N, 1) output is compared with every target")
+
+
+def digits_mlp_regression_head(subject, trace):
+    model = _train(subject, trace.seed)
+    x = torch.cat([_split(b)[0] for b in _all_batches(subject)])
+    y = torch.cat([_split(b)[1] for b in _all_batches(subject)]).flatten()
+    with torch.no_grad():
+        pred = model(x).flatten().round().clamp(0, 9)
+    acc = (pred == y).float().mean().item()
+    return acc < 0.5, f"rounded predictions name the right digit for {acc:.0%} of the training images"
+
+
+def digits_mlp_subset(subject, trace):
+    from reference_models.zoo import _data
+
+    model = _train(subject, trace.seed)
+    x, y = _data.digits_flat()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    recalls = [(pred[y == c] == c).float().mean().item() for c in range(10)]
+    share = (torch.cat([_split(b)[1] for b in _all_batches(subject)]) == 0).float().mean().item()
+    balanced = sum(recalls) / 10
+    return balanced < 0.6, (f"{share:.0%} of the training targets are class 0; on all 1,797 digits the "
+                            f"trained model's balanced accuracy is {balanced:.2f}")
+
+
+def sine_rnn(subject, trace):
+    model = _fresh(subject, trace.seed)
+    inputs, targets = _split(_first_batch(subject))
+    subject.loss_fn(model(inputs), targets).backward()
+    top = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    return top > 1e3, f"largest gradient entry at initialisation: {top:.3g}"
