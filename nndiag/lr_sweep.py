@@ -224,6 +224,8 @@ class Suggestions:
     lr_blowup: float | None  # first LR past the lowest point where the median loss is back above start
     window: tuple[int, int]
     noise: float = 0.0  # robust SD of the untrained losses
+    lr_descent_start: float | None = None  # first LR where the median loss fell 10% of its total fall
+    lr_at_median_min: float | None = None  # LR of the lowest running median of raw losses
 
 
 def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
@@ -245,10 +247,15 @@ def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
     lr_blowup = next((lrs[i] for i in range(i_low + 1, len(med))
                       if med[i] > level + NOISE_SIGMAS * noise), None)
     lr_at_min = lrs[minimum_index(sm)]
+    # where the descent starts: the first point whose median is a tenth of the total fall below
+    # the untrained level (None without a descent)
+    lr_start = next((lrs[i] for i in range(i_low + 1) if level - med[i] >= 0.1 * fall), None) \
+        if descent > 0 else None
     lo, hi = suggestion_window(len(sm), curve.num_it or len(sm), skip_start, skip_end)
     w_lrs, w_sm = lrs[lo:hi], sm[lo:hi]
     if len(w_sm) < 2:
-        return Suggestions(None, None, None, lr_at_min, descent, level, lr_blowup, (lo, hi), noise)
+        return Suggestions(None, None, None, lr_at_min, descent, level, lr_blowup, (lo, hi), noise,
+                           lr_start, lrs[i_low])
     return Suggestions(
         steepest=w_lrs[steepest_index(w_lrs, w_sm)],
         valley=w_lrs[min(valley_index(w_sm), len(w_sm) - 1)],
@@ -259,4 +266,6 @@ def suggest(curve: SweepCurve, skip_start: int | None = None, skip_end: int = 5,
         lr_blowup=lr_blowup,
         window=(lo, hi),
         noise=noise,
+        lr_descent_start=lr_start,
+        lr_at_median_min=lrs[i_low],
     )

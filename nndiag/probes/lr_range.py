@@ -44,12 +44,17 @@ class LrRangeConfig:
                                    "25-100%, flat broken ones 0% (docs/probes/lr-range.md)",
                                    "below this relative fall of the loss (median of 5 raw losses vs. "
                                    "its untrained level) the curve is called flat: no verdict")
-    low_factor: float = threshold(10.0, "nndiag choice: one decade below the lowest suggestion, as "
-                                  "fastai's minimum/10 is one decade below the minimum",
-                                  "warn when the configured LR is below min(suggestions) / low_factor")
-    high_factor: float = threshold(1.0, "nndiag choice: past the LR where the smoothed loss bottoms out "
-                                   "the loss rises (fastai suggests a decade below it: minimum/10)",
-                                   "warn when the configured LR is above high_factor x lr_at_min")
+    low_warn: float = threshold(0.1, "measured on the zoo: docs/probes/lr-range.md",
+                                "warn when the configured LR is below this fraction of the LR where "
+                                "the sweep's loss starts to fall (lr_over_descent_start)")
+    low_fail: float = threshold(0.01, "measured on the zoo: docs/probes/lr-range.md",
+                                "fail below this fraction: the configured LR barely moves the loss")
+    high_warn: float = threshold(0.5, "measured on the zoo: docs/probes/lr-range.md",
+                                 "warn when the configured LR is above this fraction of the LR where "
+                                 "the sweep diverged (lr_over_divergence): at a fixed LR training "
+                                 "blows up below the sweep's divergence point, after tens of steps")
+    high_fail: float = threshold(1.0, "the sweep itself diverged at or below the configured LR",
+                                 "fail at or above this fraction of the divergence LR")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
                                  "skip the probe, stating why (e.g. a scheduler-driven LR)")
 
@@ -178,49 +183,61 @@ class LrRangeProbe(Probe):
                 }[curve.stop]
         sweep = (f"swept {cfg.start_lr:g} to {curve.lrs[-1]:.3g} in {len(curve.lrs)} steps over "
                  f"{n_batches} batch(es), {stop}")
-        lo_sug = min((x for x in (sug.steepest, sug.valley, sug.minimum_div10) if x is not None), default=None)
-        low = lo_sug / cfg.low_factor if lo_sug is not None else None
-        high = sug.lr_at_min * cfg.high_factor if sug.lr_at_min is not None else None
+        start = sug.lr_descent_start if descends else None
+        over_start = configured / start if start and configured > 0 else None
+        over_div = configured / lr_div if lr_div and configured > 0 else None
+        out.metric("lr_descent_start", start)
+        out.metric("lr_at_median_min", sug.lr_at_median_min if descends else None)
+        out.metric("lr_over_descent_start", over_start)
+        out.metric("lr_over_divergence", over_div)
+        # the good range: from where the loss starts to fall to where it bottoms out (both read off
+        # the same running median of raw losses, so the message and the suggestions agree)
+        low = start * cfg.low_warn if start else None
+        high = lr_div * cfg.high_warn if lr_div else None
         out.metric("good_range_low", low)
         out.metric("good_range_high", high)
         suggestions = (f"{_fmt(sug.valley)} (valley), {_fmt(sug.steepest)} (steepest descent), "
                        f"{_fmt(sug.minimum_div10)} (minimum/10)")
+        summary_tail = (f"suggestions: valley {_fmt(sug.valley)}, steepest {_fmt(sug.steepest)}, "
+                        f"minimum/10 {_fmt(sug.minimum_div10)}; diverged at {_fmt(lr_div)}; {sweep}")
         if configured <= 0:
             out.warn("The optimizer's learning rate is 0, so training would change nothing. Set a "
                      f"positive lr in build_optimizer (the sweep suggests {suggestions}).",
                      where="build_optimizer", value=configured, metric="configured_lr")
-        elif lr_div is not None and configured >= lr_div:
-            out.fail(f"The configured learning rate {configured:.3g} is at or above {lr_div:.3g}, where "
-                     "the loss diverged in the range test (it rose back above its untrained level, or "
-                     "became NaN/Inf), so training at it is likely to blow up or stall at a high loss. "
-                     f"Lower it; the sweep suggests {suggestions}.",
-                     where="build_optimizer", value=configured, limit=lr_div, metric="configured_lr")
-        elif not descends or lo_sug is None:
-            out.warn(f"Cannot judge the learning rate: over the whole sweep the loss fell only "
-                     f"{sug.descent:.0%} below its untrained level ({sug.start_level:.3g}) "
-                     f"(needed {cfg.min_descent:.0%}), so the curve has no clear descent and suggestions "
-                     "read off it would be noise. Either no LR in the range lets this model learn (see "
-                     "the overfit probe: unscaled inputs, saturated units, a detached graph) or the "
-                     "LR it needs lies outside the sweep (set lr-range.start_lr/end_lr).",
-                     value=sug.descent, limit=cfg.min_descent, metric="descent")
+        elif over_div is not None and over_div >= cfg.high_warn:
+            where_div = ("the loss diverged in the range test (it rose back above its untrained level, "
+                         "or became NaN/Inf)")
+            if over_div >= cfg.high_fail:
+                msg = (f"The configured learning rate {configured:.3g} is at or above {lr_div:.3g}, where "
+                       f"{where_div}, so training at it is likely to blow up or stall at a high loss.")
+            else:
+                msg = (f"The configured learning rate {configured:.3g} is {over_div:.2g} of {lr_div:.3g}, "
+                       f"where {where_div}. Held for many steps, an LR this close to the divergence "
+                       "point of a one-step-per-LR sweep typically diverges after tens of steps.")
+            out.graded(msg + f" Lower it; the sweep suggests {suggestions}.", value=over_div,
+                       warn_limit=cfg.high_warn - 1e-12, fail_limit=cfg.high_fail - 1e-12,
+                       where="build_optimizer", metric="lr_over_divergence")
+        elif not descends or start is None:
+            out.metric("undecided", True)
+            out.skip(f"cannot judge the learning rate: over the whole sweep the loss fell only "
+                     f"{sug.descent:.0%} below its untrained level ({sug.start_level:.3g}) (needed "
+                     f"{cfg.min_descent:.0%}), so the curve has no clear descent and suggestions read "
+                     "off it would be noise. Either no LR in the range lets this model learn (see the "
+                     "overfit probe) or the LR it needs lies outside the sweep (set "
+                     f"lr-range.start_lr/end_lr); {sweep}")
         elif configured > cfg.end_lr:
-            out.warn(f"The configured learning rate {configured:.3g} lies above the swept range "
-                     f"(up to {cfg.end_lr:g}); raise lr-range.end_lr to judge it.", where="build_optimizer",
-                     value=configured, limit=cfg.end_lr, metric="configured_lr")
-        elif high is not None and configured > high:
-            out.warn(f"The configured learning rate {configured:.3g} is above {high:.3g}, where the "
-                     "smoothed loss bottomed out in the range test; past it the loss rises, so training "
-                     f"may be unstable. Consider the suggestions: {suggestions}.", where="build_optimizer",
-                     value=configured, limit=high, metric="configured_lr")
-        elif low is not None and configured < low:
-            out.warn(f"The configured learning rate {configured:.3g} is below {low:.3g}, a decade under "
-                     "the lowest suggestion, so training will be slow and may stall within a usual "
-                     f"budget. Consider {suggestions}.",
-                     where="build_optimizer", value=configured, limit=low, metric="configured_lr")
+            out.skip(f"the configured learning rate {configured:.3g} lies above the swept range (up to "
+                     f"{cfg.end_lr:g}); raise lr-range.end_lr to judge it")
+        elif over_start is not None and over_start < cfg.low_warn:
+            msg = (f"The configured learning rate {configured:.3g} is {over_start:.2g} of {start:.3g}, "
+                   "the LR at which the loss starts to fall in the range test, so at it training "
+                   f"barely moves the loss. Raise it; the sweep suggests {suggestions}.")
+            low_fail = over_start < cfg.low_fail
+            out.finding("fail" if low_fail else "warn", msg, value=over_start,
+                        limit=cfg.low_fail if low_fail else cfg.low_warn, where="build_optimizer",
+                        metric="lr_over_descent_start")
         verdict = "in range" if not out.findings else f"{out.findings[0].severity.value}"
-        out.summary = (f"configured lr {configured:.3g} ({verdict}); suggestions: valley {_fmt(sug.valley)}, "
-                       f"steepest {_fmt(sug.steepest)}, minimum/10 {_fmt(sug.minimum_div10)}; "
-                       f"diverged at {_fmt(lr_div)}; {sweep}")
+        out.summary = f"configured lr {configured:.3g} ({verdict}); {summary_tail}"
 
 
 @hookimpl

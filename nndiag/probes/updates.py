@@ -223,7 +223,9 @@ class UpdatesProbe(Probe):
                 continue
             g = row["grad"]
             if changed:
-                if g == "zero":
+                # After the user's train_step a zero gradient says nothing: the step may clear
+                # gradients itself (a GAN before the other network's step). A change is training.
+                if g == "zero" and not ctx.bench.has_own_step:
                     zero_changed.append(name)
                 continue
             if name not in held:
@@ -271,6 +273,29 @@ class UpdatesProbe(Probe):
                      "train_step or forward), or the optimizer skips them.",
                      where=_common_module(applied_not), value=len(applied_not), limit=0,
                      metric="unchanged")
+        # zero at the initial weights only (a zero-initialised layer downstream): trains from step 2
+        later = self._gradient_later(ctx, zero_unchanged + zero_changed)
+        if later:
+            out.finding("pass", f"{len(later)} parameter tensor(s) get an exactly zero gradient at "
+                        "initialisation but a non-zero one within the first training steps, so "
+                        f"they train: {_names(sorted(later), limit)}. A zero-initialised layer "
+                        "downstream (a ViT head, a residual block's last BatchNorm scale) does this "
+                        "by design.", where=_common_module(sorted(later)), value=len(later),
+                        metric="zero_at_init_only")
+            zero_unchanged = [n for n in zero_unchanged if n not in later]
+            zero_changed = [n for n in zero_changed if n not in later]
+        facts = self._redundant(ctx, after, underflow + zero_unchanged + zero_changed)
+        out.metric("redundant_unchanged", len(facts))
+        if facts:
+            out.finding("pass", f"{len(facts)} bias/normalisation parameter tensor(s) get a zero or "
+                        f"rounding-size gradient, so one step leaves them (nearly) as they are: "
+                        f"{_names(sorted(facts), limit)}. A normalisation after them removes their "
+                        "effect (BatchNorm subtracts the per-channel mean), so this is redundancy, not "
+                        "a training problem (bias=False saves the parameters).",
+                        where=_common_module(sorted(facts)), value=len(facts), metric="redundant_unchanged")
+            underflow = [n for n in underflow if n not in facts]
+            zero_unchanged = [n for n in zero_unchanged if n not in facts]
+            zero_changed = [n for n in zero_changed if n not in facts]
         if underflow:
             out.warn(f"{len(underflow)} parameter tensor(s) have a gradient so small that lr x grad "
                      f"is below float32 resolution, so the step left them bit-for-bit unchanged: "
@@ -310,6 +335,39 @@ class UpdatesProbe(Probe):
                      where=_common_module(nonfinite), value=len(nonfinite), metric="nonfinite")
         if new:
             out.data["created_during_step"] = new
+
+    def _gradient_later(self, ctx, names: list[str]) -> set[str]:
+        """Of ``names`` (zero gradient at the initial weights), those that get a non-zero gradient
+        in a later step of the shared training pass (the one the gradients and nan probes read)."""
+        if not names:
+            return set()
+        from nndiag.probes.gradients import GradientsConfig
+        from nndiag.probes.nan import NanConfig
+        from nndiag.training_trace import shared_training_trace
+
+        cfg = GradientsConfig()
+        try:
+            trace = shared_training_trace(ctx, max(NanConfig().steps, cfg.steps), cfg.steps)
+        except Exception:  # noqa: BLE001 - without the pass the init-time verdict stands
+            return set()
+        return {n for n in names if any(st.get(n) is not None and st[n].max_abs_grad > 0
+                                        for st in trace.stats[1:])}
+
+    def _redundant(self, ctx, after, names: list[str]) -> set[str]:
+        """Of ``names`` (unchanged or changed only by decay, with a zero or rounding-size gradient),
+        the biases that feed a normalisation op (found by a traced forward) or are otherwise
+        removed by what follows (a 1-D ``*bias`` with such a gradient: attention key biases, which
+        the softmax cancels): their gradient is zero by construction."""
+        if not names:
+            return set()
+        from nndiag.probes.gradients import _biases_before_normalisation
+
+        dims = {n: p.dim() for n, p in after}
+        try:
+            feeding = _biases_before_normalisation(ctx)
+        except Exception:  # noqa: BLE001 - the trace is an aid; without it only the shapes count
+            feeding = set()
+        return {n for n in names if n in feeding or (dims.get(n, 2) < 2 and n.rsplit(".", 1)[-1].endswith("bias"))}
 
     def _zero_on_other_batches(self, ctx, names: list[str]) -> tuple[set[str], int]:
         """Of ``names`` (all-zero gradient on the first batch), those whose gradient is also zero
@@ -364,7 +422,7 @@ class UpdatesProbe(Probe):
         try:
             model_b = copy.deepcopy(model_a)
         except Exception as exc:  # noqa: BLE001 - a model that cannot be copied: say so
-            out.warn(f"Could not check that train_step clears gradients: the model cannot be "
+            out.finding("pass", f"Could not check that train_step clears gradients: the model cannot be "
                      f"deep-copied ({type(exc).__name__}: {exc}).", where="<train_step>")
             return
         for p in model_b.parameters():
@@ -378,7 +436,7 @@ class UpdatesProbe(Probe):
         gb = _grads(model_b)
         names = [n for n in g1 if g1[n] is not None and g2.get(n) is not None and gb.get(n) is not None]
         if not names:
-            out.warn("Could not check that train_step clears gradients: after its second call no "
+            out.finding("pass", "Could not check that train_step clears gradients: after its second call no "
                      "parameter holds a gradient to compare.", where="<train_step>")
             return
         a, residual, per_param = accumulation(g1, g2, gb, names)
@@ -387,17 +445,22 @@ class UpdatesProbe(Probe):
         out.data["zero_grad_check"] = {"accumulated_fraction": a, "residual": residual,
                                        "per_parameter": per_param}
         if not math.isfinite(a) or not math.isfinite(residual):
-            out.warn("Could not check that train_step clears gradients: the gradients are not finite "
+            out.finding("pass", "Could not check that train_step clears gradients: the gradients are not finite "
                      "(see the nan probe).", where="<train_step>")
             return
         if residual > cfg.residual_tolerance:
-            out.warn(f"Could not tell whether train_step clears gradients: after a second call on the "
-                     f"same batch the gradient is neither the fresh gradient nor the fresh gradient "
-                     f"plus the previous one (relative residual {residual:.2g} > "
-                     f"{cfg.residual_tolerance:g}; {a:.2f} of the previous gradient seems kept). "
-                     "Gradient clipping, scaling or randomness not driven by torch's generator "
-                     "changes the gradients between calls.", where="<train_step>", value=residual,
-                     limit=cfg.residual_tolerance, metric="zero_grad_residual")
+            closure = isinstance(opt_a, torch.optim.LBFGS)
+            why = ("LBFGS evaluates its closure several times per step (the closure clears the "
+                   "gradients each time), so the gradients left behind are not one step's"
+                   if closure else "Gradient clipping, scaling or randomness not driven by torch's "
+                   "generator changes the gradients between calls")
+            # Not decided is not a problem found: a fact, with the numbers.
+            out.finding("pass", f"Could not tell whether train_step clears gradients: after a second "
+                        f"call on the same batch the gradient is neither the fresh gradient nor the "
+                        f"fresh gradient plus the previous one (relative residual {residual:.2g} > "
+                        f"{cfg.residual_tolerance:g}). {why}.", where="<train_step>", value=residual,
+                        limit=cfg.residual_tolerance, metric="zero_grad_residual")
+            out.data["zero_grad_check"]["decided"] = False
             return
         if a > cfg.accumulation_limit:
             stuck = [n for n, v in per_param.items() if v > cfg.accumulation_limit]
@@ -418,7 +481,10 @@ class UpdatesProbe(Probe):
                 "after one step"]
         if m.get("missing_from_optimizer"):
             bits.append(f"{m['missing_from_optimizer']} missing from the optimizer")
-        if "accumulated_fraction" in m:
+        check = out.data.get("zero_grad_check")
+        if isinstance(check, dict) and check.get("decided") is False:
+            bits.append("could not tell whether train_step clears gradients")
+        elif "accumulated_fraction" in m:
             a = m["accumulated_fraction"]
             bits.append("gradients accumulate between train_step calls" if
                         a is not None and a > self.config.accumulation_limit
