@@ -16,6 +16,8 @@ module, and torch is only read here when it is already loaded.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import platform
 import socket
 import sys
@@ -23,8 +25,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+COMMAND_ENV = "NNDIAG_COMMAND"  # the CLI's command line, for its isolated child process
+CHILD_ENV = "NNDIAG_STATUS_FILE"  # set in that child (nndiag.isolation)
+
 KEYS: tuple[str, ...] = ("nndiag", "torch", "python", "platform", "device", "threads", "seed",
                          "command", "started", "hostname", "files")
+
+
+def remember_command(argv: Iterable[str] | None = None) -> None:
+    """Keep the command line as the user typed it (``nndiag check ...``) for a child process that
+    runs the check (``nndiag.isolation``); the child inherits it and reports it, not its own."""
+    if os.environ.get(CHILD_ENV):
+        return  # the child: the parent has set it
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        args[0] = os.path.basename(args[0]) or args[0]
+    os.environ[COMMAND_ENV] = json.dumps(args)
+
+
+def command_line() -> list[str]:
+    """The command line of this run: the CLI parent's when this is its isolated child, else
+    ``sys.argv``."""
+    if os.environ.get(CHILD_ENV) and os.environ.get(COMMAND_ENV):
+        try:
+            return [str(a) for a in json.loads(os.environ[COMMAND_ENV])]
+        except (ValueError, TypeError):
+            pass
+    return list(sys.argv)
 
 
 def file_sha256(path: str | Path) -> str | None:
@@ -67,7 +94,7 @@ def collect(*, seed: int | None = None, device: str | None = None, threads: int 
         "device": device,
         "threads": threads,
         "seed": seed,
-        "command": list(sys.argv if argv is None else argv),
+        "command": command_line() if argv is None else list(argv),
         "started": started or now_utc(),
         "hostname": socket.gethostname(),
         "files": file_rows,
@@ -84,3 +111,25 @@ def summary_line(meta: Mapping[str, Any]) -> str:
              f"threads {meta.get('threads')}", f"seed {seed if seed is not None else 'per file (default 0)'}",
              f"{meta.get('hostname')}", f"{meta.get('started')}"]
     return ", ".join(parts)
+
+
+def _one(values: set, default: Any) -> Any:
+    """The single value every file used, ``default`` when there are none, ``"per file"`` otherwise."""
+    if not values:
+        return default
+    return next(iter(values)) if len(values) == 1 else "per file"
+
+
+def with_run_metadata(report, options, paths: Iterable[str | Path] = (),
+                      configs: Iterable[Mapping[str, Any]] = (), started: str | None = None):
+    """``report`` with :func:`collect`'s metadata for a run of ``options`` (a RunOptions) over
+    ``paths``. ``configs`` are the loaded files' ``nndiag_config`` dicts: when ``--seed``/``--device``
+    were not given, the seed and device are the files' own (else 0 and ``cpu``), as the runner
+    resolves them, or ``"per file"`` when the files differ."""
+    import dataclasses
+
+    configs = [dict(c or {}) for c in configs]
+    seed = options.seed if options.seed is not None else _one({c.get("seed", 0) for c in configs}, 0)
+    device = options.device or _one({c.get("device", "cpu") for c in configs}, "cpu")
+    meta = collect(seed=seed, device=device, threads=options.threads, files=paths, started=started)
+    return dataclasses.replace(report, metadata=meta)
