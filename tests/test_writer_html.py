@@ -118,11 +118,11 @@ def test_ids_are_unique_across_inline_svgs(demo_page):
 
 
 def test_plots_follow_the_theme_through_css_variables(demo_page):
-    svg = demo_page.split("<svg", 1)[1].split("</svg>", 1)[0]
-    assert "var(--plot-fg" in svg and "var(--c1" in svg
+    first = demo_page.split("<svg", 1)[1].split("</svg>", 1)[0]
+    assert "var(--plot-fg" in first and "var(--c1" in first
     for sentinel in (svg.FG, svg.GRID) + svg.SERIES:  # only left as var() fallbacks
         assert not re.search(f"(?<!,){sentinel}", demo_page), sentinel
-    assert "<!--" not in svg and "<metadata" not in svg
+    assert "<!--" not in first and "<metadata" not in first
 
 
 def test_demo_report_escapes_user_text(demo_page):
