@@ -553,6 +553,24 @@ def default_init_activations(ctx: Any, n_samples: int,
                       lambda: record_default_init(ctx.bench, n_samples, levels))
 
 
+def inputs_unavailable(ctx: Any) -> str:
+    """Why the model's inputs cannot be taken apart from the batch ('' when they can).
+
+    Batches that are not (inputs, targets) pairs are allowed with the file's own step; the
+    activation pass needs the inputs alone to call the model, so its probes then skip.
+    """
+    from nndiag.errors import SubjectError
+
+    try:
+        split_batch(ctx.bench.first_batch(), ctx.subject.data_source)
+    except SubjectError as exc:
+        if ctx.subject.training_step is None and ctx.subject.train_step is None:
+            return ""  # no own step: the error is the user's to fix, raised by the pass itself
+        return (f"{exc.message} The activation pass calls the model on the inputs alone, so it "
+                "cannot run on these batches.")
+    return ""
+
+
 def activation_trace(ctx: Any, n_samples: int = 256,
                      levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
     """The shared activation pass for this subject, computed once per (samples, levels)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from nndiag.activation_trace import (
     HARD_ZERO,
+    inputs_unavailable,
     activation_trace,
     activations_after_steps,
     default_init_activations,
@@ -90,6 +91,9 @@ class DeadNeuronsProbe(Probe):
 
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
+        why = inputs_unavailable(ctx)
+        if why:
+            out.skip(why)
         trace = activation_trace(ctx, cfg.samples)
         sites = [s for s in trace.by_family("relu") if s.active is not None]
         if not sites:
