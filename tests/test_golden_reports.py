@@ -31,7 +31,8 @@ MODELS = {"xor": False, "mlp": True, "lstm": False}  # name -> needs the MNIST d
 VOLATILE_KEYS = {"seconds", "details", "sweep_seconds"}  # wall times; tracebacks (absolute paths)
 REL_TOL = 1e-6  # floats: equal to 6 significant digits (one thread, fixed seed: runs repeat exactly)
 _TIME = re.compile(r"(?m)^(  \S+ +(?:pass|WARN|FAIL|ERROR|skip) +) *\d+\.\ds")
-_SPENT = re.compile(r"\b\d+(?:\.\d+)? of (\d+(?:\.\d+)?) s\b")  # "0.1 of 60 s" in overfit's summary
+_SPENT = re.compile(r"\b\d+\.\d+( of \d+(?:\.\d+)?)? s\b")  # "0.2 s", "0.1 of 60 s" in overfit's summary
+RUN_KEY = "run"  # the report's run metadata: versions, host, start time, command line
 
 
 def _stable(value: Any) -> Any:
@@ -41,13 +42,13 @@ def _stable(value: Any) -> Any:
     if isinstance(value, list):
         return [_stable(v) for v in value]
     if isinstance(value, str):
-        return _SPENT.sub(r"-.- of \1 s", value)
+        return _SPENT.sub(r"-.-\1 s", value)
     return value
 
 
 def stable_text(text: str) -> str:
     """Terminal output without the per-probe time column."""
-    return _SPENT.sub(r"-.- of \1 s", _TIME.sub(r"\1 -.-s", text))
+    return _SPENT.sub(r"-.-\1 s", _TIME.sub(r"\1 -.-s", text))
 
 
 def differences(golden: Any, actual: Any, where: str = "$") -> list[str]:
@@ -83,6 +84,7 @@ def test_differences_allows_added_keys_only():
                                                                      "$.b[1].c: 'x' became 'y'"]
     assert stable_text("  nan   pass     12.3s  ok\n") == "  nan   pass      -.-s  ok\n"
     assert _stable({"summary": "25 of 300 steps, 0.1 of 60 s"}) == {"summary": "25 of 300 steps, -.- of 60 s"}
+    assert _stable({"summary": "13 of 300 steps, 0.2 s, on 64"}) == {"summary": "13 of 300 steps, -.- s, on 64"}
 
 
 def _run(name: str, tmp_path: Path, repo: Path, monkeypatch) -> tuple[dict, str]:
@@ -91,7 +93,9 @@ def _run(name: str, tmp_path: Path, repo: Path, monkeypatch) -> tuple[dict, str]
     result = CliRunner().invoke(main, ["check", f"reference_models/{name}.py", "--threads", "1",
                                        "--json", str(out)])
     assert result.exit_code in (0, 1), result.output
-    return _stable(json.loads(out.read_text(encoding="utf-8"))), stable_text(result.output)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    report.pop(RUN_KEY, None)
+    return _stable(report), stable_text(result.output)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -106,7 +110,9 @@ def test_reference_report_matches_golden(name, tmp_path, repo, monkeypatch, requ
         text_file.write_text(text, encoding="utf-8")
     if not json_file.exists():
         pytest.fail(f"No golden report {json_file}; create it with NNDIAG_UPDATE_GOLDEN=1.")
-    diffs = differences(_stable(json.loads(json_file.read_text(encoding="utf-8"))), report)
+    golden = json.loads(json_file.read_text(encoding="utf-8"))
+    golden.pop(RUN_KEY, None)
+    diffs = differences(_stable(golden), report)
     assert not diffs, (f"{name}: the JSON report changed ({len(diffs)} differences; if intended, "
                        "regenerate with NNDIAG_UPDATE_GOLDEN=1):\n" + "\n".join(diffs[:40]))
     assert text == stable_text(text_file.read_text(encoding="utf-8")), f"{name}: the terminal output changed"
