@@ -234,19 +234,24 @@ def test_relu_behind_a_global_average_pool_is_seen():
     assert res.status == Status.FAIL
 
 
-@pytest.mark.parametrize("opt,status", [(torch.optim.SGD, Status.WARN), (torch.optim.Adam, Status.PASS)])
+@pytest.mark.parametrize("opt,lr,status", [(torch.optim.SGD, 1e-3, Status.WARN),
+                                           (torch.optim.SGD, 0.1, Status.FAIL),
+                                           (torch.optim.Adam, 1e-3, Status.PASS)])
 @pytest.mark.parametrize("how", ["reduction", "hand"])
-def test_loss_summed_over_the_batch(opt, status, how):
+def test_loss_summed_over_the_batch(opt, lr, status, how):
     x, y = data(n=64)
     if how == "reduction":
         loss_fn = nn.CrossEntropyLoss(reduction="sum")
     else:
         def loss_fn(out, t):
             return F.cross_entropy(out, t, reduction="none").sum()
-    res = run(model=Head(), batch=(x, y), loss_fn=loss_fn, optimizer=lambda p: opt(p, lr=1e-3))
+    res = run(model=Head(), batch=(x, y), loss_fn=loss_fn, optimizer=lambda p: opt(p, lr=lr))
     assert res.status == status, res.findings
-    (f,) = [f for f in res.findings if f.metric == "loss_scale"]
-    assert f.value == pytest.approx(64, rel=1e-3) and "summed over the batch" in f.message
+    (f,) = [f for f in res.findings if f.metric in ("loss_scale", "effective_step_size")]
+    assert res.metrics["loss_scale"] == pytest.approx(64, rel=1e-3)
+    assert "summed over the batch" in f.message
+    if status == Status.FAIL:  # lr 0.1 acts as 6.4 on the per-sample scale
+        assert f.value == pytest.approx(0.1 * 64, rel=1e-3)
     # the initial loss is judged per sample: about ln 4, not 64 ln 4
     torch.manual_seed(0)
     assert res.metrics["initial_loss_ratio"] < 1.75
@@ -288,3 +293,34 @@ def test_own_train_step_decides_what_the_loss_sees():
     res = run(model=Gen(), batch=batch, loss_fn=nn.BCELoss(), train_step=gan_step)
     assert res.status in (Status.PASS, Status.SKIP), res.findings
     assert [c["loss"] for c in res.data["losses"]] == ["binary_cross_entropy"] * 2
+
+
+class Tagger(nn.Module):
+    def __init__(self, permute):
+        super().__init__()
+        self.emb, self.out, self.permute = nn.Embedding(20, 8), nn.Linear(8, 6), permute
+
+    def forward(self, tokens):
+        y = self.out(self.emb(tokens))
+        return y.permute(0, 2, 1) if self.permute else y
+
+
+def test_sequence_logits_with_classes_last_fail():
+    g = torch.Generator().manual_seed(0)
+    tokens, tags = torch.randint(0, 20, (32, 6), generator=g), torch.randint(0, 6, (32, 6), generator=g)
+    res = run(model=Tagger(permute=False), batch=(tokens, tags), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.FAIL and res.findings[0].metric == "class_dim"
+    res = run(model=Tagger(permute=True), batch=(tokens, tags), loss_fn=nn.CrossEntropyLoss())
+    assert res.status == Status.PASS, res.findings
+
+
+def test_regression_shapes_that_broadcast_fail():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 4, generator=g), torch.randn(32, generator=g)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    res = run(model=model, batch=(x, y), loss_fn=nn.MSELoss())
+    assert res.status == Status.FAIL
+    (f,) = res.findings
+    assert f.metric == "broadcast_elements" and f.value == 32 * 32
+    res = run(model=model, batch=(x, y[:, None]), loss_fn=nn.MSELoss())
+    assert res.status == Status.PASS, res.findings

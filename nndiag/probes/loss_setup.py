@@ -66,6 +66,8 @@ RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0), "re
           "relu6": (0.0, 6.0), "hardsigmoid": (0.0, 1.0), "softplus": (0.0, math.inf),
           "exp": (0.0, math.inf)}
 PROBABILITY_OPS = {"softmax", "sigmoid", "hardsigmoid"}
+#: Passthrough ops that move the class axis: after one of them the class dim may well be 1.
+_AXIS_MOVES = {"permute", "transpose", "movedim", "swapaxes", "swapdims", "t"}
 #: Optimizers whose step does not grow with the loss scale (they divide by a running gradient
 #: scale, or search along the direction): a summed loss is harmless with them.
 SCALE_INVARIANT = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "SparseAdam", "Adagrad", "Adadelta",
@@ -86,6 +88,11 @@ class LossSetupConfig:
     low_init_loss_fraction: float = threshold(
         0.25, "the lower side of the same 75% band (own choice: a warn, not a fail)",
         "warn when the initial loss is below this fraction of its expected value")
+    summed_sgd_fail_step: float = threshold(
+        1.0, "measured on the zoo: docs/probes/loss-setup.md (the summed-loss SGD bugs: 3.2 and "
+        "6.4; healthy SGD recipes on a mean loss stay at or below 1.0, e.g. lr 0.1 momentum 0.9)",
+        "with a loss summed over the batch and a plain SGD-type optimizer, fail when "
+        "lr / (1 - momentum) x the batch scale reaches this")
     out_of_range_fail: float = threshold(
         0.01, "own choice: a target the output can never reach is a bug; 1% allows a few outliers",
         "fail when more than this fraction of regression targets lie outside the output's range")
@@ -149,6 +156,7 @@ class LossSetupProbe(Probe):
             deep = _deep(call)
             if deep is not last:
                 calls_info[-1]["input_op_through_pooling"] = deep.name if deep else None
+            self._check_shapes(out, call, last)
             self._check_input(out, call, last, deep)
             same = [b[idx] for b in per_batch if idx < len(b) and b[idx].op == call.op]
             self._check_targets(out, call, deep if deep is not None else last, same)
@@ -217,8 +225,12 @@ class LossSetupProbe(Probe):
         try:
             optimizer = bench.make_optimizer(model)
             self._optimizer_name = type(optimizer).__name__
+            group = optimizer.param_groups[0] if optimizer.param_groups else {}
+            lr, momentum = group.get("lr"), group.get("momentum", 0.0)
+            self._step_size = (float(lr) / max(1.0 - float(momentum or 0.0), 1e-3)
+                               if isinstance(lr, (int, float)) else None)
         except SubjectError:
-            optimizer, self._optimizer_name = None, None
+            optimizer, self._optimizer_name, self._step_size = None, None, None
         with train_mode(model, train), _dropout_off(model, own_step), tracer.active():
             for i, batch in enumerate(batches):
                 recorder.enabled = i == 0
@@ -250,6 +262,37 @@ class LossSetupProbe(Probe):
                          "0.5). For one output unit use sigmoid, or better no activation with "
                          "BCEWithLogitsLoss; for several classes check the dim argument.",
                          where=site.where, value=1, limit=1, metric="softmax_dim_size")
+
+    def _check_shapes(self, out: Outcome, call: LossCall, last: OpRecord | None) -> None:
+        """Shapes that fit without an error but pair the wrong numbers."""
+        name = LOSS_NAMES[call.op]
+        x, t = call.input, call.target
+        moved = any(r.op in _AXIS_MOVES for r in call.chain)
+        if (call.op in ("cross_entropy", "nll_loss") and x.dim() >= 3 and last is not None
+                and last.op == "linear" and not moved):
+            out.fail(f"{name} reads dimension 1 of its input {tuple(x.shape)} as the classes, but "
+                     f"the input comes straight from {last.describe()}, whose outputs (the class "
+                     f"scores) are in the last dimension: dimension 1 ({x.shape[1]}) is the "
+                     "sequence, so every position is scored against the wrong axis (no shape error "
+                     "when the two sizes are equal). Pass output.permute(0, 2, 1) (or flatten to "
+                     "(N*T, C) with targets (N*T,)).", where=_where(last), value=int(x.shape[1]),
+                     metric="class_dim")
+            self._wrong_dim = True
+            return
+        if LOSS_INPUT.get(call.op) == "values" and isinstance(t, torch.Tensor) \
+                and tuple(t.shape) != tuple(x.shape):
+            try:
+                shape = torch.broadcast_shapes(x.shape, t.shape)
+            except RuntimeError:
+                return
+            if math.prod(shape) > max(x.numel(), t.numel()):
+                out.fail(f"{name} gets predictions of shape {tuple(x.shape)} and targets of shape "
+                         f"{tuple(t.shape)}: they broadcast to {tuple(shape)}, so every prediction "
+                         "is compared with every target and the model can only learn their mean "
+                         "(PyTorch only warns about it). Make the shapes equal, e.g. "
+                         "output.squeeze(-1) or target.unsqueeze(-1).", where=_where(last),
+                         value=math.prod(shape), limit=max(x.numel(), t.numel()),
+                         metric="broadcast_elements")
 
     def _check_input(self, out: Outcome, call: LossCall, last: OpRecord | None,
                      deep: OpRecord | None = None) -> None:
@@ -411,11 +454,23 @@ class LossSetupProbe(Probe):
             out.finding("pass", msg + f"{opt} divides the gradient scale out, so this only changes "
                         "the printed loss (the summed ELBO of a VAE is written this way).",
                         where="<loss>", value=scale, metric="loss_scale")
+            return
+        cfg = self.config
+        step = getattr(self, "_step_size", None)
+        effective = step * scale if step is not None else None
+        if effective is not None:
+            out.metric("effective_step_size", effective)
+        fix = ("Use reduction='mean' (or divide by the batch size), or divide the learning rate "
+               f"by {scale:.3g}.")
+        if effective is not None and effective >= cfg.summed_sgd_fail_step:
+            out.fail(msg + f"With {opt}, lr / (1 - momentum) = {step:.3g} becomes {effective:.3g} "
+                     "on the per-sample gradient scale: steps that large throw the weights off "
+                     "(a network tuned for a mean loss collapses to a constant output). " + fix,
+                     where="<loss>", value=effective, limit=cfg.summed_sgd_fail_step,
+                     metric="effective_step_size")
         else:
-            out.warn(msg + f"With {opt or 'this optimizer'} the step size depends on it: a "
-                     "learning rate tuned for a mean loss will overshoot, and changing the batch "
-                     "size changes the effective learning rate. Use reduction='mean' (or divide by "
-                     "the batch size), or lower the learning rate accordingly.",
+            out.warn(msg + f"With {opt or 'this optimizer'} the step size depends on it, and "
+                     "changing the batch size changes the effective learning rate. " + fix,
                      where="<loss>", value=scale, limit=1.0, metric="loss_scale")
 
     def _check_init_loss(self, out: Outcome, per_batch: list[list[LossCall]]) -> None:
