@@ -90,7 +90,9 @@ def test_without_w_step_the_optimizer_hooks_drive_the_watch():
             F.cross_entropy(model(x), y).backward()
             opt.step()
     tl = w.timeline
-    assert tl.steps == 20 and not any(tl.has_loss) and all(g > 0 for g in tl.grad_norm)
+    assert tl.steps == 20 and not any(tl.has_loss)
+    measured = [g for g, m in zip(tl.grad_norm, tl.measured) if m]
+    assert len(measured) == 4 and all(g > 0 for g in measured)  # every 5th step on CPU
     assert "no loss given" in w.report.subjects[0].result("watch.loss").summary
 
 

@@ -62,7 +62,8 @@ def test_lightning_callback_healthy_fit_passes_and_leaves_no_hook():
     rep = cb.report.subjects[0]
     assert trainer.global_step == 60 and cb.watch.timeline.steps == 60
     assert rep.status.value == "pass", [(r.probe, r.summary) for r in rep.results]
-    assert all(g > 0 for g in cb.watch.timeline.grad_norm)  # grads read inside the closure
+    tl = cb.watch.timeline
+    assert all(g > 0 for g, m in zip(tl.grad_norm, tl.measured) if m) and sum(tl.measured) == 12
     assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules()) == 0
 
 

@@ -18,4 +18,4 @@ def make_watch(model, optimizer, options: dict[str, Any], **extra: Any):
     sync_every = opts.pop("sync_every", None)
     cfg = make_config(config, policy, profile, opts)
     return Watch(model, optimizer, config=cfg, name=name, on_event=on_event, sync_every=sync_every,
-                 raise_on_stop=False, **extra).start()
+                 raise_on_stop=False, explicit_steps=True, **extra).start()

@@ -36,6 +36,10 @@ class WatchConfig:
     log_every: int = threshold(25, "own choice: one host sync per 25 steps keeps the CUDA pipeline "
                                "full (torchtitan #4226 avoids per-step syncs)",
                                "steps between host syncs, judgements and progress lines")
+    norm_every: int = threshold(
+        0, "own measurement (benchmarks/watch_overhead.py): one full gradient-norm pass costs 5-9% "
+        "of a small CPU step; 0 = every step on CUDA, every 5th on CPU",
+        "steps between full per-parameter gradient norms (the small parameters are checked every step)")
     sample_every: int = threshold(50, "watch-prior-art.md §4 goal table (dead units, saturation, "
                                   "update ratio every N=50)",
                                   "steps between per-layer samples (activations, update ratios)")
@@ -69,6 +73,9 @@ class WatchConfig:
                                           "dead-neurons probe", "warn above this dead fraction")
     dead_fail_fraction: float = threshold(0.5, "TheDeepChecker, SageMaker Debugger (50%), as the "
                                           "dead-neurons probe", "fail above this dead fraction")
+    dead_min_observations: int = threshold(
+        32, "the dead-neurons probe's min_distinct_samples (own measurement, docs/probes/dead-neurons.md)",
+        "with fewer inputs per sample only an entirely dead site is reported")
     saturation_input: float = threshold(5.0, "DeepDiagnosis (inputs beyond +-5), as the saturation "
                                         "probe", "an observation is saturated beyond this |input|")
     saturation_unit: float = threshold(0.85, "TheDeepChecker (saturation ratio > 0.85)",

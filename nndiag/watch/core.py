@@ -28,11 +28,14 @@ from nndiag.errors import UsageError
 from nndiag.training_trace import _max_abs_finite
 from nndiag.watch.checks import AmpCheck, NanCheck, UpdatesCheck, make_checks
 from nndiag.watch.config import WatchConfig
-from nndiag.watch.recorder import Recorder
+from nndiag.watch.recorder import UNMEASURED, Recorder
 from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
 from nndiag.watch.sampler import ActivationSampler, UpdateSampler
 from nndiag.watch.timeline import Event, Timeline
+
+
+SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
 
 
 class TrainingStopped(RuntimeError):
@@ -72,7 +75,8 @@ class Watch:
                  raise_on_stop: bool = True, on_event: Callable[[Event], None] | None = None,
                  sync_every: int | None = None,
                  replay_loss: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
-                 external_gradients: bool = False, replay_shared: tuple = ()) -> None:
+                 external_gradients: bool = False, replay_shared: tuple = (),
+                 explicit_steps: bool = False) -> None:
         if not isinstance(model, torch.nn.Module):
             raise UsageError(f"nndiag.watch needs a torch.nn.Module, not {type(model).__name__}.",
                              hint="Pass the model you train: nndiag.watch(model, optimizer).")
@@ -97,6 +101,11 @@ class Watch:
         first = next(iter(self._params), None)
         on_cuda = first is not None and first.is_cuda
         self.sync_every = sync_every if sync_every is not None else (config.log_every if on_cuda else 1)
+        # full per-parameter norms every norm_every steps (every step on CUDA, where the fused
+        # kernel is cheap); in between only the small parameters' gradients are checked
+        self.norm_every = config.norm_every or (1 if on_cuda else 5)
+        small = [p for p in self._params if p.numel() <= SMALL_PARAM]
+        self._small = small if small else self._params
         self.step_index = 0
         self.should_stop = False
         self.stop_event: Event | None = None
@@ -104,7 +113,7 @@ class Watch:
         self._handles: list[Any] = []
         self._captured: Captured | None = None
         self._stepped = False
-        self._explicit = False
+        self._explicit = explicit_steps  # True: w.step() closes every step (drivers, callbacks)
         self._closed_by_hook = False
         self._sample: dict[str, Any] = {}
         self._open = False
@@ -198,13 +207,17 @@ class Watch:
         sample = self.sampling and self.step_index % self.cfg.sample_every == 0
         if sample:
             self._take_activations()
-            self.updates.snapshot()
-        row = self.recorder.grad_norms()
+            if not self.updates.has_snapshot:  # the first optimizer step of the step (GANs step twice)
+                self.updates.snapshot()
+        full = sample or self.step_index % self.norm_every == 0
+        row = self.recorder.grad_norms() if full else UNMEASURED
         self.recorder.record_grads(row)
         # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
         if self.scaler is None and self.step_index % self.sync_every == 0 and not self._tripped:
+            finite = (torch.isfinite(row.sum()).item() if full
+                      else self.recorder.sentinel_finite(self._small))
             # the L2 norm of huge but finite values can overflow: confirm with max-abs first
-            if not torch.isfinite(row.sum()).item() and not _max_abs_finite(
+            if not finite and not _max_abs_finite(
                     [p.grad for p in self._params if p.grad is not None]):
                 self.seconds += time.perf_counter() - t0
                 self._trip(self.step_index, "gradient")
@@ -212,9 +225,6 @@ class Watch:
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         self._stepped = True
-        if self.sampling and self.step_index % self.cfg.sample_every == 0:
-            ratios, unchanged = self.updates.ratios()
-            self._sample["ratios"], self._sample["unchanged"] = ratios, unchanged
         if not self._explicit:
             self._end_step(None)
             self._closed_by_hook = True
@@ -225,6 +235,8 @@ class Watch:
         step = self.step_index
         if self.sampling and step % self.cfg.sample_every == 0:
             self._take_activations()
+            if self.updates.has_snapshot:  # every update of this step, however many
+                self._sample["ratios"], self._sample["unchanged"] = self.updates.ratios()
             self._store_sample(step)
         stepped, self._stepped = self._stepped, False
         lr = _lr(self.optimizer)
@@ -252,6 +264,9 @@ class Watch:
     def _take_activations(self) -> None:
         if "dead" not in self._sample:
             self._sample["dead"], self._sample["saturated"] = self.activations.disarm()
+            for site, n in self.activations.last_observations.items():
+                obs = self.timeline.observations
+                obs[site] = max(obs.get(site, 0), n)
 
     def _store_sample(self, step: int) -> None:
         tl, s = self.timeline, self._sample

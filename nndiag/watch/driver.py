@@ -59,6 +59,7 @@ def run_subject(subject: Subject, *, steps: int | None = None, epochs: int | Non
         own_loss = subject.training_step is None and subject.train_step is None
         w = make_watch(model, optimizer, name=subject.name,
                        replay_loss=replay_loss if own_loss else None, **watch_options)
+        w._explicit = True  # this loop calls w.step() every step (a train_step may step twice)
         with w:
             done = 0
             for _, batch in _batches(bench, epochs):

@@ -22,6 +22,9 @@ def layer_of(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
+UNMEASURED = "unmeasured"  # a step whose full gradient norms were not taken (norm_every > 1)
+
+
 class Recorder:
     """Per-step device buffers, flushed into a :class:`Timeline`."""
 
@@ -38,6 +41,14 @@ class Recorder:
         self._lrs: list[float] = []
         self._has_loss: list[bool] = []
 
+    def sentinel_finite(self, small: list[torch.nn.Parameter]) -> bool:
+        """Whether the gradients of the small parameters (biases, norm scales) are finite: a NaN
+        made anywhere in backward flows upstream into them, at a fraction of a full pass's cost."""
+        grads = [p.grad for p in small if p.grad is not None]
+        if not grads:
+            return True
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()).item())
+
     def grad_norms(self) -> torch.Tensor:
         """Per-parameter gradient L2 norms as one device vector (a missing grad counts as 0)."""
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -52,7 +63,7 @@ class Recorder:
             out.append(next(it).float() if p.grad is not None else torch.zeros((), device=norms[0].device))
         return torch.stack(out)
 
-    def record_grads(self, row: torch.Tensor) -> None:
+    def record_grads(self, row: "torch.Tensor | str") -> None:
         """Keep the norms of the current step's optimizer step (the last one, if several)."""
         self._pending = row
 
@@ -89,7 +100,7 @@ class Recorder:
         del self._has_loss[:n]
         timeline.lr.extend(self._lrs[:n])
         del self._lrs[:n]
-        rows = [r for r in norms if r is not None]
+        rows = [r for r in norms if isinstance(r, torch.Tensor)]
         per_layer: list[list[float]] = []
         glob: list[float] = []
         if rows:
@@ -104,7 +115,8 @@ class Recorder:
         it_layer, it_glob = iter(per_layer), iter(glob)
         for r in norms:
             timeline.skipped.append(r is None)
-            if r is None:
+            timeline.measured.append(isinstance(r, torch.Tensor))
+            if not isinstance(r, torch.Tensor):
                 timeline.grad_norm.append(NAN)
                 for layer in self.layers:
                     timeline.layer_grad.setdefault(layer, []).append(NAN)

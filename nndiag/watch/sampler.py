@@ -40,12 +40,14 @@ class ActivationSampler:
         self.limit = saturation_input
         self.unit_fraction = saturation_unit
         self.alive: dict[str, torch.Tensor] = {}  # site -> bool per unit (ever positive)
+        self.observations: dict[str, int] = {}  # site -> inputs per unit seen (ReLU sites)
         self.sat: dict[str, list[torch.Tensor]] = {}  # site -> [saturated count per unit, observations]
         self._tracer: CallTracer | None = None
         self._ctx: Any = None
         self._handles: list[Any] = []
         self._calls: dict[tuple, int] = {}
         self._last_out: dict[str, Any] = {}  # site -> its latest output, during one forward
+        self.last_observations: dict[str, int] = {}
         self.output_sites: set[str] = set()  # sites whose output is the model's output
 
     def arm(self) -> None:
@@ -64,6 +66,7 @@ class ActivationSampler:
         self._handles = []
         self._leave()
         dead = {k: 1.0 - float(v.float().mean()) for k, v in self.alive.items()}
+        self.last_observations, self.observations = self.observations, {}
         sat = {}
         for k, (count, obs) in self.sat.items():
             frac = count.float() / max(float(obs), 1.0)
@@ -113,6 +116,7 @@ class ActivationSampler:
         u = _units(x.detach())
         if info.op in RELU_OPS:
             seen = (u > 0).any(0)
+            self.observations[site] = self.observations.get(site, 0) + u.shape[0]
             prev = self.alive.get(site)
             self.alive[site] = seen if prev is None or prev.shape != seen.shape else prev | seen
         else:
@@ -132,6 +136,11 @@ class UpdateSampler:
     def __init__(self, names: list[str], params: list[torch.nn.Parameter]) -> None:
         self.names, self.params = names, params
         self._before: list[torch.Tensor] | None = None
+
+    @property
+    def has_snapshot(self) -> bool:
+        """True between :meth:`snapshot` and :meth:`ratios`."""
+        return self._before is not None
 
     def snapshot(self) -> None:
         """Copy the weights (call just before the optimizer step)."""

@@ -36,9 +36,11 @@ class Timeline:
     has_loss: list[bool] = field(default_factory=list)  # w.step(loss) gave this step's loss
     lr: list[float] = field(default_factory=list)
     skipped: list[bool] = field(default_factory=list)  # no optimizer.step() ran at this step
+    measured: list[bool] = field(default_factory=list)  # full gradient norms taken at this step
     layer_grad: dict[str, list[float]] = field(default_factory=dict)  # per step
     samples: list[int] = field(default_factory=list)  # steps at which per-layer samples were taken
     dead: dict[str, list[float]] = field(default_factory=dict)  # per sample; nan when not seen
+    observations: dict[str, int] = field(default_factory=dict)  # ReLU site -> inputs per sample
     saturated: dict[str, list[float]] = field(default_factory=dict)
     update_ratio: dict[str, list[float]] = field(default_factory=dict)  # per sample
     scale: list[tuple[int, float]] = field(default_factory=list)  # (step, GradScaler scale)

@@ -41,7 +41,7 @@ class NanCheck(Check):
                 continue
             if tl.has_loss[i] and not math.isfinite(tl.loss[i]):
                 self.trip(i, "loss", "", f"the loss is {tl.loss[i]}")
-            elif not tl.skipped[i] and not math.isfinite(tl.grad_norm[i]):
+            elif tl.measured[i] and not math.isfinite(tl.grad_norm[i]):
                 self.trip(i, "gradient", "", "a gradient norm is non-finite")
         self._scanned = tl.steps
 

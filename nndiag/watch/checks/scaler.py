@@ -33,7 +33,7 @@ class AmpCheck(Check):
                 if self._run == 0:
                     self._run_start = i
                 self._run += 1
-                if self._run > self.cfg.amp_max_consecutive_skips:
+                if self.has_scaler and self._run > self.cfg.amp_max_consecutive_skips:
                     self.emit("run", "fail", self._run_start, "", (
                         f"{self._run} optimizer steps in a row skipped since step {self._run_start}"
                         + (" by the GradScaler" if self.has_scaler else "") + ": the loss scale is "

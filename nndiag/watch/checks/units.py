@@ -3,7 +3,9 @@
 Both read the per-site fractions sampled every ``sample_every`` steps (one training forward each,
 :class:`~nndiag.watch.sampler.ActivationSampler`). A unit is dead on a sample when its input was
 never positive over the whole batch; saturated when more than ``saturation_unit`` of its inputs
-lie beyond +-``saturation_input``. A site is reported when its fraction stays above the warn level
+lie beyond +-``saturation_input``. With fewer than ``dead_min_observations`` inputs per
+sample (a 4-point XOR batch) only a site that is entirely dead is reported, as in the dead-neurons
+probe. A site is reported when its fraction stays above the warn level
 (``fail`` level) for ``sustain`` samples in a row; the onset is the first of those samples, and the
 message names the learning-rate event nearest to it (a jump, the end of a warm-up).
 """
@@ -43,8 +45,9 @@ class _FractionCheck(Check):
                 v = values[j] if j < len(values) else math.nan
                 if not math.isfinite(v):
                     continue
-                if v <= warn:
-                    self._run[site] = 0
+                few = tl.observations.get(site, 10**9) < self.cfg.dead_min_observations
+                if v <= warn or (few and self.series_name == "dead" and v < 1.0):
+                    self._run[site] = 0  # on a few inputs a live unit is often inactive by chance
                     continue
                 if not self._run.get(site):
                     self._onset[site] = j
@@ -58,7 +61,11 @@ class _FractionCheck(Check):
         start = next((x for x in values if math.isfinite(x)), math.nan)
         sev = "fail" if v > fail else "warn"
         if j0 == 0 or (math.isfinite(start) and start > warn):
-            msg = f"{v:.0%} of the units of {site} are {self.noun} (from step {onset})"
+            # already so at the first sample: a property of the initialisation or the data, which
+            # the pre-training probes judge (nndiag check --probe dead-neurons / saturation)
+            sev = "pass"
+            msg = (f"{v:.0%} of the units of {site} are {self.noun} from the first sample (step "
+                   f"{onset}) on: judged before training by `nndiag check`, not by the watch")
         else:
             event = tl.nearest_lr_event(onset)
             msg = (f"{v:.0%} of the units of {site} became {self.noun} at step {onset} (first "

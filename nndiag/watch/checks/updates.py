@@ -61,6 +61,12 @@ class UpdatesCheck(Check):
         self._seen = len(tl.samples)
 
     def _frozen(self, unchanged: set[str], step: int) -> None:
+        if self.all_params and unchanged >= set(self.all_params):
+            # nothing moved at all: a converged optimizer (LBFGS at its tolerance) or an LR of 0,
+            # not one parameter left behind
+            self.emit("all", "pass", step, "", f"no parameter changed at step {step} "
+                      "(the optimizer converged, or the learning rate is 0)")
+            return
         for name in self.all_params:
             if name not in unchanged:
                 self.unchanged_runs[name] = 0
@@ -71,10 +77,12 @@ class UpdatesCheck(Check):
             if self.unchanged_runs[name] >= self.cfg.frozen_samples:
                 if name in self.ever_changed:
                     self.emit(("frozen", name), "warn", self.last_change[name], name,
-                              f"{name} stopped updating after step {self.last_change[name]}")
+                              f"{name} stopped updating after step {self.last_change[name]} "
+                              "while other parameters still update")
                 else:
                     self.emit(("frozen", name), "warn", 0, name,
-                              f"{name} was never updated (unchanged on every sampled step)")
+                              f"{name} was never updated (unchanged on every sampled step while "
+                              "other parameters change)")
 
     def healthy_summary(self, tl: Timeline) -> str:
         vals = [v for s in tl.update_ratio.values() for v in s if math.isfinite(v)]
