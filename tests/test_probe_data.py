@@ -135,3 +135,87 @@ def test_constant_targets_fail_only_when_the_loss_consumes_them(seed):
                            train_step=gan_train_step)
     assert r.status is Status.PASS
     assert any(f.severity is Status.PASS and "identical" in f.message for f in r.findings)
+
+
+def digits(seed, n=256):
+    """Real data: scikit-learn's bundled 8x8 digits, scaled to [0, 1], a shuffled sample."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(d.target), generator=g)[:n]
+    return (torch.tensor(d.data[idx.numpy()], dtype=torch.float32) / 16,
+            torch.tensor(d.target[idx.numpy()]))
+
+
+def naive_1nn_accuracy(x, y):
+    """By hand, one sample at a time: the label of the nearest other sample (standardised)."""
+    x = (x.double() - x.double().mean(0)) / x.double().std(0).clamp_min(1e-12)
+    right = 0
+    for i in range(len(x)):
+        d = ((x - x[i]) ** 2).sum(1)
+        d[i] = float("inf")
+        right += int(y[int(d.argmin())] == y[i])
+    return right / len(x)
+
+
+def digits_mlp():
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_labels_shuffled_apart_from_their_inputs_fail(seed):
+    x, y = digits(seed)
+    r = nndiag.check_probe("data", seed=seed, model=digits_mlp, batch=(x, y),
+                           loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS, [f.message for f in r.findings]
+    assert r.metrics["label_nn_accuracy"] == pytest.approx(naive_1nn_accuracy(x, y))
+    g = torch.Generator().manual_seed(100 + seed)
+    y_shuffled = y[torch.randperm(len(y), generator=g)]
+    r = nndiag.check_probe("data", seed=seed, model=digits_mlp, batch=(x, y_shuffled),
+                           loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL and r.findings[0].metric == "label_signal_z"
+    assert r.metrics["label_nn_accuracy"] == pytest.approx(naive_1nn_accuracy(x, y_shuffled))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_features_scaled_twice_fail_and_raw_or_standard_features_pass(seed):
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(128, 10, generator=g) * torch.tensor([1.0, 5, 20, 0.5, 3, 100, 2, 8, 1, 40])
+    y = (raw[:, 0] + raw[:, 3] > 0).long()
+    standard = (raw - raw.mean(0)) / raw.std(0)
+
+    def model():
+        return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    for x in (raw, standard):
+        r = nndiag.check_probe("data", seed=seed, model=model, batch=(x, y),
+                               loss_fn=nn.CrossEntropyLoss())
+        assert not any(f.metric == "feature_std_median" for f in r.findings), r.summary
+    twice = standard / 255  # image preprocessing applied to already standardised features
+    r = nndiag.check_probe("data", seed=seed, model=model, batch=(twice, y),
+                           loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert r.metrics["feature_std_median"] == pytest.approx(float(twice.double().std(0).median()))
+
+
+def test_one_class_dominating_many_warns():
+    x, y = digits(0)
+    keep = torch.cat([torch.nonzero(y == 0).flatten(), torch.nonzero(y != 0).flatten()[:6]])
+    r = nndiag.check_probe("data", model=digits_mlp, batch=(x[keep], y[keep]),
+                           loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.WARN and r.findings[0].metric == "majority_fraction"
+    assert r.metrics["majority_fraction"] == pytest.approx(float((y[keep] == 0).double().mean()))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_smoke_test_data_is_not_called_shuffled(seed):
+    # The README's example batch: random inputs, random labels. Unrelated by construction, and the
+    # independent random features say so: a fact, not a failure.
+    g = torch.Generator().manual_seed(seed)
+    batch = torch.randn(64, 784, generator=g), torch.randint(0, 10, (64,), generator=g)
+    r = nndiag.check_probe("data", seed=seed, model=lambda: nn.Linear(784, 10), batch=batch,
+                           loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.PASS
+    assert r.metrics["feature_dependence"] < 1.5
+    assert any(f.metric == "label_signal_z" and f.severity is Status.PASS for f in r.findings)

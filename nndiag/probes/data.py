@@ -21,8 +21,14 @@ import torch
 from nndiag.batches import batch_size, iter_tensors, split_batch
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
+from nndiag.label_signal import feature_dependence, nearest_neighbour_signal
 from nndiag.loss_calls import record_loss_calls
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+
+#: feature_dependence above which inputs count as real, structured data (label_signal.py: random
+#: features measure 0.7-1.7, real tables and images 3.3-9).
+_STRUCTURED = 2.5
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -36,6 +42,20 @@ class DataConfig:
     max_std: float = threshold(
         10.0, "nndiag: raw 0-255 MNIST pixels have std ~78, inputs scaled to [0,1] ~0.3",
         "warn when the std of float inputs exceeds this")
+    min_label_signal_z: float = threshold(
+        3.0, "measured on the zoo (docs/probes/data.md): healthy labelled data gives a 1-NN "
+        "z-score of 13 to 46, labels shuffled apart from their inputs -0.7; under the null "
+        "(labels unrelated to inputs) z >= 3 has probability ~0.1%",
+        "fail when the labels' nearest-neighbour accuracy is less than this many standard errors "
+        "above chance")
+    min_feature_std_median: float = threshold(
+        0.01, "measured on the zoo (docs/probes/data.md): healthy tabular inputs have a median "
+        "per-feature std of 0.2 (pixels in [0, 1]) to ~1 (standardised); features scaled twice "
+        "0.002-0.004", "fail when the median per-feature std of tabular inputs is below this")
+    max_majority_fraction: float = threshold(
+        0.7, "measured on the zoo (docs/probes/data.md): healthy classification batches with 3 or "
+        "more classes have at most 47% in one class; a filter that kept mostly one digit 88%",
+        "warn when one class holds more than this fraction of the targets (3 or more classes)")
     min_std: float = threshold(
         1e-4, "nndiag: inputs scaled twice (x/255/255) have std ~1e-3 for MNIST; a constant input "
         "has 0", "warn when the std of float inputs is below this")
@@ -79,7 +99,7 @@ class DataProbe(Probe):
         if finite_in:
             self._scale(out, inputs)
         if finite_t:
-            self._targets(ctx, out, batches, targets)
+            self._targets(ctx, out, batches, targets, inputs)
         if not out.findings:
             out.summary = f"{n} samples: finite, inputs on a usual scale, targets valid"
 
@@ -102,6 +122,7 @@ class DataProbe(Probe):
         out.metric("input_std", std)
         out.metric("input_min", float(x.min()))
         out.metric("input_max", float(x.max()))
+        self._feature_scales(out, inputs, cfg.min_feature_std_median)
         if abs(mean) > cfg.max_abs_mean or std > cfg.max_std:
             out.warn(f"The float inputs are far from a usual scale (mean {mean:.3g}, std {std:.3g}, "
                      f"range {float(x.min()):.3g}..{float(x.max()):.3g}). Unscaled inputs (e.g. "
@@ -115,7 +136,39 @@ class DataProbe(Probe):
                      "or is a feature column constant?", where="inputs", value=std,
                      limit=cfg.min_std, metric="input_std")
 
-    def _targets(self, ctx: ProbeContext, out: Outcome, batches: list[Any], targets: list[Any]) -> None:
+    @staticmethod
+    def _feature_scales(out: Outcome, inputs: list[Any], limit: float) -> None:
+        """Per-feature spread of tabular inputs ((N, F) float tensors): the whole tensor's std
+        hides features scaled twice while one raw column dominates (issue 9)."""
+        tables = [t for p in inputs for t in _floats(p)]
+        if not tables or any(t.dim() != 2 for t in tables) or len({t.shape[1] for t in tables}) != 1:
+            return
+        x = torch.cat([t.detach().double() for t in tables])
+        if x.shape[0] < 2 or x.shape[1] < 2:
+            return
+        std = x.std(0)
+        varying = std[std > 0]
+        out.metric("features", int(x.shape[1]))
+        out.metric("constant_features", int((std == 0).sum()))
+        if varying.numel():
+            med = float(varying.median())
+            out.metric("feature_std_min", float(varying.min()))
+            out.metric("feature_std_median", med)
+            out.metric("feature_std_max", float(varying.max()))
+            out.metric("feature_std_spread", float(varying.max()) / max(float(varying.min()), 1e-300))
+            small = float((varying < 0.05).double().mean())
+            out.metric("small_std_fraction", small)
+            if med < limit and small > 0.5:
+                out.fail(f"{small:.0%} of the {varying.numel()} varying input features have a standard "
+                         f"deviation below 0.05 (median {med:.2g}, limit {limit:g}): the features were "
+                         "scaled twice or over the wrong axis (e.g. divided by 255 after "
+                         "standardising, or normalised per sample), so the first layer sees almost "
+                         "constant inputs and learns very slowly. Standardise each feature once "
+                         "(StandardScaler, or (x - mean) / std over the samples).",
+                         where="inputs", value=med, limit=limit, metric="feature_std_median")
+
+    def _targets(self, ctx: ProbeContext, out: Outcome, batches: list[Any], targets: list[Any],
+                 inputs: list[Any] | None = None) -> None:
         tensors = [t for p in targets for t in iter_tensors(p)]
         if not tensors:
             return
@@ -141,11 +194,69 @@ class DataProbe(Probe):
                             f"({float(flat[0]):g}), but the file's own step does not feed them to a "
                             "loss, so they are not judged.", where="targets", value=distinct,
                             metric="distinct_targets")
+        for call in calls[:1]:
+            if call.kind == "regression" and call.target.is_floating_point() and call.target.numel() > 1:
+                out.metric("target_std", float(call.target.double().std()))
+                out.metric("target_abs_max", float(call.target.double().abs().max()))
+            if call.kind == "class-index" and not call.target.is_floating_point() and call.from_batch:
+                ids = call.target.reshape(-1)
+                if call.ignore_index is not None:
+                    ids = ids[ids != call.ignore_index]
+                if ids.numel():
+                    counts = torch.bincount(ids.clamp(min=0))
+                    majority = float(counts.max()) / ids.numel()
+                    out.metric("majority_fraction", majority)
+                    limit = self.config.max_majority_fraction
+                    classes = call.classes or 0
+                    if classes >= 3 and majority > limit and distinct > 1:
+                        out.warn(f"{majority:.0%} of the {ids.numel()} targets are class "
+                                 f"{int(counts.argmax())}, of {classes} classes: the model can score "
+                                 f"{majority:.0%} by always predicting it. If the data is not meant to "
+                                 "be this skewed, check the filtering or sampling; if it is, weight "
+                                 "the loss or resample.", where="targets", value=majority,
+                                 limit=limit, metric="majority_fraction")
+        self._label_signal(out, inputs, targets, calls, self.config.min_label_signal_z)
         for call in calls:
             if call.kind == "class-index" and not call.target.is_floating_point():
                 self._class_ids(out, call)
             elif call.kind == "probability":
                 self._probabilities(out, call)
+
+    @staticmethod
+    def _label_signal(out: Outcome, inputs, targets, calls, limit: float) -> None:
+        """Measure whether class labels depend on their (float) inputs at all (label_signal.py)."""
+        if not inputs or not calls or calls[0].kind != "class-index" or not calls[0].from_batch:
+            return
+        if not all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in inputs):
+            return
+        if not all(isinstance(y, torch.Tensor) and y.dim() == 1 and not y.is_floating_point()
+                   for y in targets):
+            return
+        try:
+            x, y = torch.cat([t.detach() for t in inputs]), torch.cat([t.detach() for t in targets])
+        except RuntimeError:
+            return
+        signal = nearest_neighbour_signal(x, y)
+        if signal is None:
+            return
+        out.metric("label_nn_accuracy", signal.accuracy)
+        out.metric("label_chance", signal.chance)
+        out.metric("label_signal_z", signal.z)
+        dependence = feature_dependence(x)
+        out.metric("feature_dependence", dependence)
+        if signal.z < limit and (dependence is None or dependence < _STRUCTURED):
+            out.finding("pass", f"The labels do not depend on the inputs (1-NN accuracy "
+                        f"{signal.accuracy:.0%}, chance {signal.chance:.0%}), but the inputs look like "
+                        "independent random features (synthetic test data), where that is expected.",
+                        where="targets", value=signal.z, limit=limit, metric="label_signal_z")
+        elif signal.z < limit:
+            out.fail(f"The labels do not depend on the inputs: a nearest-neighbour classifier on the "
+                     f"raw inputs gets {signal.accuracy:.0%} of {signal.samples} labels right, what "
+                     f"chance gives ({signal.chance:.0%}; z = {signal.z:.1f}, limit {limit:g}). The "
+                     "labels were probably separated from their inputs: shuffled with another "
+                     "permutation, read from the wrong column, or joined on the wrong key. A "
+                     "network can still memorise one batch, so the training probes cannot see this.",
+                     where="targets", value=signal.z, limit=limit, metric="label_signal_z")
 
     def _probabilities(self, out: Outcome, call) -> None:
         if call.target.numel() == 0 or not call.target.is_floating_point():
