@@ -159,5 +159,11 @@ def _fail_usage(exc: NndiagError, show_traceback: bool) -> None:
     sys.exit(2)
 
 
+# `nndiag watch FILE --steps N`: the in-training watch (docs/watch.md); click only, no torch here
+from nndiag.watch.command import watch as _watch_command  # noqa: E402
+
+main.add_command(_watch_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
