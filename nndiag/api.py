@@ -61,7 +61,9 @@ def check(
     subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
                                    optimizer=optimizer, training_step=training_step,
                                    train_step=train_step, name=name)
-    report = Report((check_subject(subject, options, host=host),))
+    from nndiag.source_lines import locate_findings
+
+    report = Report((locate_findings(check_subject(subject, options, host=host), subject),))
     return finish_run(with_run_metadata(report, options, started=started), host)
 
 

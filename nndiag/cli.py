@@ -36,6 +36,10 @@ def main() -> None:
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="PATH", help="Write the long-form CSV report here ('-' for stdout).")
 @click.option("--html", "html_path", metavar="PATH", help="Write the self-contained HTML report here ('-' for stdout).")
+@click.option("--junit", "junit_path", metavar="PATH",
+              help="Write a JUnit XML report here, one test case per probe (GitLab, Jenkins, Azure).")
+@click.option("--sarif", "sarif_path", metavar="PATH",
+              help="Write a SARIF 2.1.0 report here, one result per finding (GitHub code scanning).")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT=PATH",
               help="Write the report with any registered writer (see `nndiag writers`), e.g. --report "
               "json=out.json; PATH alone picks the writer by its suffix (repeatable).")
@@ -50,19 +54,33 @@ def main() -> None:
               help=option_help("weights"))
 @click.option("--data-dir", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help="Data root for model files that read NNDIAG_DATA_DIR (the reference models do).")
+@click.option("--download", is_flag=True,
+              help="Let model files that read NNDIAG_DOWNLOAD download their data (the reference models "
+              "fetch the full MNIST through torchvision; needs a network).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help=option_help("threads") + "  [default: torch's own]")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
-def check(files, probes, skip, json_path, csv_path, html_path, reports, seed, device, fail_on, settings,
-          weights, data_dir, threads, show_traceback, quiet) -> None:
-    """Check one or more model files (see docs/model-file.md for what a file defines)."""
+@click.option("--verbose", "-v", is_flag=True, help="Print every finding in full, and the run metadata.")
+def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif_path, reports, seed, device,
+          fail_on, settings, weights, data_dir, download, threads, show_traceback, quiet,
+          verbose) -> None:
+    """Check one or more model files.
+
+    A model file is a plain Python file that defines build_model() (or model), data
+    (sample_batch(), train_loader or dataloader()) and loss_fn (or training_step / train_step).
+    The full list, with examples: docs/model-file.md in the nndiag repository."""
+    from nndiag.run_metadata import remember_command
+
+    remember_command()  # the command line as typed, for the report's run metadata
     from nndiag.progress import progress_display
     from nndiag.plugins import PluginHost
     from nndiag.runner import check_paths
 
     if data_dir:
         os.environ["NNDIAG_DATA_DIR"] = str(Path(data_dir).resolve())
+    if download:
+        os.environ["NNDIAG_DOWNLOAD"] = "1"
     if html_path:  # import matplotlib in the background while the probes run
         from nndiag.writers.html import preload
 
@@ -72,7 +90,8 @@ def check(files, probes, skip, json_path, csv_path, html_path, reports, seed, de
                              settings=parse_settings(settings), weights=weights, threads=threads)
         with progress_display(quiet=quiet) as progress:
             host = PluginHost(options.extra_plugins)  # one per run: probes, writers, listeners
-            targets = _report_targets(host, json_path, csv_path, html_path, reports)
+            targets = _report_targets(host, json_path, csv_path, html_path, reports,
+                                      junit_path=junit_path, sarif_path=sarif_path)
             report = check_paths(files, options, progress=progress, host=host)
     except NndiagError as exc:
         _fail_usage(exc, show_traceback)
@@ -80,8 +99,12 @@ def check(files, probes, skip, json_path, csv_path, html_path, reports, seed, de
     to_stdout = any(path == "-" for _, _, path in targets)
     from nndiag.writers import text
 
-    click.echo(text.render(report, quiet=quiet, traceback=show_traceback), nl=False,
+    click.echo(text.render(report, quiet=quiet, traceback=show_traceback, verbose=verbose), nl=False,
                err=to_stdout)
+    from nndiag.writers import github
+
+    if github.enabled():  # annotations on the pull request, at the user's source lines
+        click.echo(github.render(report), nl=False, err=to_stdout)
     sys.exit(report.exit_code(fail_on))
 
 
@@ -117,12 +140,15 @@ def writers() -> None:
         click.echo(f"{w.format:<{fmt_w}}  {', '.join(w.suffixes):<{suf_w}}  {w.description}")
 
 
-def _report_targets(host, json_path, csv_path, html_path, reports) -> list[tuple[str, str, str]]:
+def _report_targets(host, json_path, csv_path, html_path, reports, junit_path=None,
+                    sarif_path=None) -> list[tuple[str, str, str]]:
     """(flag, format, path) for every report asked for, each checked against the registered
     writers before anything runs (an unknown format is a usage error, not a lost report)."""
     targets = [(flag, fmt, path) for flag, fmt, path in (("--json", "json", json_path),
                                                           ("--csv", "csv", csv_path),
-                                                          ("--html", "html", html_path)) if path]
+                                                          ("--html", "html", html_path),
+                                                          ("--junit", "junit", junit_path),
+                                                          ("--sarif", "sarif", sarif_path)) if path]
     from nndiag.writers import parse_target
 
     for item in reports:

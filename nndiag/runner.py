@@ -18,6 +18,7 @@ from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectErro
 from nndiag.options import RunOptions, probe_settings, validate_file_config
 from nndiag.report import ProbeResult, Report, Status, SubjectReport
 from nndiag.run_metadata import now_utc, with_run_metadata
+from nndiag.source_lines import locate_findings
 
 ProgressCallback = Callable[[str, str, int, int], None]  # (subject, probe id, index, total)
 
@@ -62,12 +63,12 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
         configs.append(getattr(subject, "config", None) or {})
         if len(paths) > 1:
             try:  # a bad nndiag_config in one file must not stop the other files being checked
-                reports.append(check_subject(subject, options, progress, host))
+                reports.append(locate_findings(check_subject(subject, options, progress, host), subject))
             except UsageError as exc:
                 reports.append(SubjectReport(str(path), load_error=str(exc),
                                              load_error_details=traceback.format_exc()))
             continue
-        reports.append(check_subject(subject, options, progress, host))
+        reports.append(locate_findings(check_subject(subject, options, progress, host), subject))
     report = with_run_metadata(Report(tuple(reports)), options, paths, configs, started)
     return finish_run(report, host)
 
