@@ -296,10 +296,10 @@ def test_bad_options_are_usage_errors(_warm, pytester):
     result = pytester.runpytest("--nndiag-report", "out.xyz")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--nndiag-report *out.xyz: *no report writer claims the suffix '.xyz'*"
-                                 "Use one of .csv, .htm, .html, .json, .txt*"])
-    result = pytester.runpytest("--nndiag-report", "junit=out.xml")
+                                 "Use one of *.csv*.html*.json*"])
+    result = pytester.runpytest("--nndiag-report", "nosuch=out.xml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*No report writer for the format 'junit'*Registered formats: csv, html, json, text*"])
+    result.stderr.fnmatch_lines(["*No report writer for the format 'nosuch'*Registered formats: csv, *json*"])
     pytester.makeini("[pytest]\nnndiag_fail_on = sometimes\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
