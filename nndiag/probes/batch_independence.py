@@ -94,6 +94,12 @@ class BatchIndependenceProbe(Probe):
                 try:
                     verdict = self._check(ctx, model, inputs, n, out)
                 except SubjectError:
+                    if ctx.subject.training_step is not None or ctx.subject.train_step is not None:
+                        # model(inputs) is nndiag's guess; the file calls its model its own way
+                        # (an RNN LM passing its hidden state, a model taking the whole batch).
+                        out.skip("the model cannot be called on the batch inputs alone (the "
+                                 "file's training_step/train_step calls it its own way), so one "
+                                 "sample's input cannot be perturbed on its own.")
                     if n == available:
                         raise
                     # a model that hard-codes its batch size: use the whole first batch
