@@ -278,8 +278,12 @@ def check_weights_fit(subject: Subject) -> None:
             f"{subject.weights} cannot be loaded as a state_dict: {describe_exception(exc).rstrip('.')}.",
             hint="Save it with torch.save(model.state_dict(), path).",
         ) from exc
-    try:
-        model = subject.model_factory()
+    subject.weights_state = state  # read once per run: every fresh model loads this copy
+    from nndiag.seeding import fork_seeded
+
+    try:  # seeded and forked: checking the fit must not advance the caller's RNG (contract §4)
+        with fork_seeded(0):
+            model = subject.model_factory()
     except Exception:  # noqa: BLE001 - a failing build is reported by the probes, with its message
         return
     if not isinstance(state, dict) or not isinstance(model, torch.nn.Module):

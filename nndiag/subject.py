@@ -55,6 +55,8 @@ class Subject:
     train_step: Callable[[torch.nn.Module, torch.optim.Optimizer, Any], Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     weights: Path | None = None
+    # the state dict of ``weights``, read once (by the loader's fit check, else the first model)
+    weights_state: Any = field(default=None, repr=False, compare=False)
     # Which user names these came from, so messages say "sample_batch()" rather than "the data".
     model_source: str = "build_model()"
     data_source: str = "sample_batch()"
@@ -100,9 +102,10 @@ class Workbench:
             )
         _refuse_meta(model, s.model_source)
         if s.weights is not None:
-            state = torch.load(s.weights, map_location="cpu", weights_only=True)
+            if s.weights_state is None:  # read once per run; load_state_dict copies, so sharing is safe
+                s.weights_state = torch.load(s.weights, map_location="cpu", weights_only=True)
             try:
-                model.load_state_dict(state)
+                model.load_state_dict(s.weights_state)
             except RuntimeError as exc:
                 raise SubjectError(
                     f"The weights file {s.weights} does not fit the model: {describe_exception(exc)}",
