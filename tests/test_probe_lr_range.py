@@ -144,9 +144,11 @@ def test_parameter_groups_keep_their_ratio():
 
     res = run(model=nn.Linear(3, 1), batch=(x, y), optimizer=build_opt, train_step=train_step,
               lr_range={"num_it": 20})
-    assert res.status.value in ("pass", "warn")
+    assert res.status.value in ("pass", "warn", "skip")
     assert res.metrics["param_groups"] == 2 and res.metrics["configured_lr"] == 0.01
-    assert len(seen) == len(res.data["lrs"])
+    # the sweep's steps come first; the held-LR run (shared with overfit) may follow, at 0.01/0.001
+    assert len(seen) >= len(res.data["lrs"])
+    assert all(s == [0.01, 0.001] for s in seen[len(res.data["lrs"]):])
     for (a, b), lr in zip(seen, res.data["lrs"]):
         assert a == pytest.approx(lr) and b == pytest.approx(lr / 10)
 

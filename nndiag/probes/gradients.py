@@ -158,6 +158,7 @@ class GradientsProbe(Probe):
         self._steps_too_large(out, params, ndim, trace.optimizer)
         self._exploding(out, connected)
         self._ratio(out, weights)
+        self._symmetry(ctx, out)
         n_bad = sum(f.severity.rank >= Status.WARN.rank for f in out.findings)
         out.summary = lead or (f"{n_connected}/{len(params)} parameters get gradients over "
                                f"{len(usable)} steps; total norm {total:.3g}"
@@ -276,6 +277,16 @@ class GradientsProbe(Probe):
                         "|g|, say whether it is a problem.", where=worst.name,
                         value=worst.max_abs_grad, limit=warn_at, metric="large_grad")
 
+    def _symmetry(self, ctx: ProbeContext, out: Outcome) -> None:
+        tied = identical_units(ctx)
+        out.metric("identical_unit_layers", len(tied))
+        for name, units in tied:
+            out.fail(f"All {units} units of {name} start identical and get identical gradients, so "
+                     "every step changes them alike and they stay copies of one unit: the layer works "
+                     "as if it had one unit (broken symmetry). Initialise the weights randomly "
+                     "(PyTorch's default, or nn.init.kaiming_uniform_/xavier_uniform_), not to a "
+                     "constant.", where=name, value=units, metric="identical_units")
+
     def _ratio(self, out: Outcome, params: list[ParamSummary]) -> None:
         # AUTOTRAINER compares the first and last layers' weights; biases are left out because a
         # small bias gradient says little about the flow through the layer.
@@ -296,6 +307,40 @@ class GradientsProbe(Probe):
 
 
 _NORMALISATIONS = {"batch_norm", "layer_norm", "group_norm", "instance_norm"}
+
+
+def identical_units(ctx: ProbeContext) -> list[tuple[str, int]]:
+    """Weights whose units (rows: output features, conv filters) are all identical at
+    initialisation *and* get identical gradients, so no step can ever make them differ: (name,
+    number of units). A zero-initialised head has identical rows too, but its rows' gradients
+    differ (one per class), which breaks the tie: not reported. One fresh model; a forward and
+    backward only when some weight has identical rows."""
+    import torch
+
+    from nndiag.errors import SubjectError
+
+    def compute() -> list[tuple[str, int]]:
+        model = ctx.bench.fresh_model()
+        same = [(n, p) for n, p in model.named_parameters()
+                if p.requires_grad and p.dim() >= 2 and p.shape[0] > 1 and bool((p == p[:1]).all())]
+        if not same:
+            return []
+        try:
+            loss = ctx.bench.compute_loss(model, ctx.bench.first_batch())
+            ctx.bench.backward(loss)
+        except SubjectError:
+            return []  # no loss to differentiate (a train_step only): not decided
+        out = []
+        for n, p in same:
+            g = p.grad
+            if g is None:
+                continue
+            scale = float(g.abs().max())
+            if scale == 0 or torch.allclose(g, g[:1].expand_as(g), rtol=1e-4, atol=1e-6 * scale):
+                out.append((n, int(p.shape[0])))
+        return out
+
+    return ctx.shared("identical_units", compute)
 
 
 def _biases_before_normalisation(ctx: ProbeContext) -> set[str]:

@@ -170,10 +170,20 @@ class LrRangeProbe(Probe):
         out.metric("param_groups", len(base))
         out.metric("sweep_seconds", seconds)
         out.data["stop"] = curve.stop
-        self._verdict(out, curve, sug, configured, lr_div, descends, len(batches))
+        fixed = None
+        if descends and configured > 0 and (lr_div is None or configured < lr_div * cfg.high_fail):
+            from nndiag.probes.overfit import OverfitConfig, fixed_lr_blowup, shared_fit_run
+
+            # What the configured LR does when held: the overfit run (shared, computed once) trains
+            # at it for up to 300 steps. Past the stability limit the loss falls, then grows
+            # geometrically after tens of steps, which a one-step-per-LR sweep cannot see.
+            fit = shared_fit_run(ctx, OverfitConfig())
+            if fit.run is not None:
+                fixed = (fixed_lr_blowup(fit.run.curve), len(fit.run.curve), fit.n, fit.run.curve)
+        self._verdict(out, curve, sug, configured, lr_div, descends, len(batches), fixed)
 
     def _verdict(self, out: Outcome, curve: SweepCurve, sug, configured: float, lr_div: float | None,
-                 descends: bool, n_batches: int) -> None:
+                 descends: bool, n_batches: int, fixed=None) -> None:
         cfg = self.config
         stop = {"end": f"reached {cfg.end_lr:g}",
                 "diverged": f"stopped at {_fmt(curve.diverged_at)} (smoothed loss > "
@@ -204,6 +214,17 @@ class LrRangeProbe(Probe):
             out.warn("The optimizer's learning rate is 0, so training would change nothing. Set a "
                      f"positive lr in build_optimizer (the sweep suggests {suggestions}).",
                      where="build_optimizer", value=configured, metric="configured_lr")
+        elif descends and start is not None and configured > start and fixed and fixed[0] is not None:
+            step, ran, n, losses = fixed
+            out.metric("fixed_lr_blowup_step", step)
+            last = next((c for c in reversed(losses) if math.isfinite(c)), math.nan)
+            out.fail(f"At the configured learning rate {configured:.3g} the loss diverges when held: "
+                     f"training one batch of {n} at it, the loss went {losses[0]:.3g} -> {last:.3g}"
+                     f"{' -> ' + str(losses[-1]) if not math.isfinite(losses[-1]) else ''}, back above "
+                     f"its start from step {step} of {ran}, while in the range test lower LRs (from "
+                     f"{start:.3g}) make it fall. The LR is past the stability limit of this model: "
+                     f"lower it; the sweep suggests {suggestions}.", where="build_optimizer",
+                     value=step, metric="fixed_lr_blowup_step")
         elif over_div is not None and over_div >= cfg.high_warn:
             where_div = ("the loss diverged in the range test (it rose back above its untrained level, "
                          "or became NaN/Inf)")

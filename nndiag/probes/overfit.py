@@ -25,6 +25,7 @@ budget cut the run (machine load never turns into a verdict), a batch of fewer t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class OverfitConfig:
                                          "the gap from chance to 100% (docs/probes/overfit.md)",
                                          "below this share of the gap from chance accuracy to "
                                          "100% the classifier has not learned")
-    stall_accuracy_gain: float = threshold(0.5, "measured on the zoo: healthy classifiers close "
+    stall_accuracy_gain: float = threshold(0.3, "measured on the zoo: healthy classifiers close "
                                            "> 90% of the accuracy gap (docs/probes/overfit.md)",
                                            "a classifier whose loss plateaued with less than this "
                                            "accuracy gain has stalled: fail")
@@ -330,6 +331,57 @@ def decide(run: FitRun, m: dict[str, Any], cfg: OverfitConfig) -> str:
     return "skip"
 
 
+@dataclass(frozen=True)
+class SharedFit:
+    """The fitting run as shared between probes: the run (None below ``min_samples``), the batch's
+    sample count and a note on the batch."""
+
+    run: FitRun | None
+    n: int
+    note: str
+
+
+def shared_fit_run(ctx: ProbeContext, cfg: OverfitConfig) -> SharedFit:
+    """Train a fresh model on the first batch at the configured optimizer until it is fitted or the
+    budget ends; computed once per run and settings, shared with lr-range (which reads what the
+    configured LR does over hundreds of steps: a blow-up after 40-180 steps)."""
+    def compute() -> SharedFit:
+        bench = ctx.bench
+        s = bench.subject
+        batch, note = _the_batch(bench.first_batch(), int(cfg.samples))
+        nndiag_step = s.train_step is None and s.training_step is None and s.loss_fn is not None
+        targets = split_batch(batch, s.data_source)[1] if nndiag_step else _targets_or_none(batch)
+        n = batch_size(targets) if isinstance(targets, torch.Tensor) and targets.dim() > 0 \
+            else batch_size(batch)
+        if n < int(cfg.min_samples):
+            return SharedFit(None, n, note)
+        model = bench.fresh_model()
+        opt = bench.make_optimizer(model)
+        return SharedFit(OverfitProbe(cfg)._fit(ctx, model, opt, batch, targets, n, nndiag_step), n, note)
+
+    key = ("overfit_run",) + tuple(str(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                                   if f.name != "skip_reason")
+    return ctx.shared(key, compute)
+
+
+def fixed_lr_blowup(curve: list[float]) -> int | None:
+    """The step (from 1) at which a run at a fixed LR blew up, or None: the loss ended above where
+    it started (median of the last 10) after peaking above 10x its start, or became non-finite
+    right after rising above its start. A loss that spikes and recovers, or turns NaN from a low
+    value (an overflowing op, not the LR), is no blow-up."""
+    if not curve or not math.isfinite(curve[0]) or curve[0] <= 0:
+        return None
+    start = curve[0]
+    finite = [c for c in curve if math.isfinite(c)]
+    nonfinite = len(finite) < len(curve)
+    end = _median(finite[-10:]) if finite else math.inf
+    rose = nonfinite and len(finite) >= 3 and finite[-1] > start and finite[-1] > finite[-2] > finite[-3]
+    if not (rose or (end > start and max(finite) > 10 * start)):
+        return None
+    low = min(range(len(finite)), key=finite.__getitem__)
+    return next((i + 1 for i in range(low, len(finite)) if finite[i] > start), len(finite) + 1)
+
+
 # ---- the probe -------------------------------------------------------------------------------
 
 class OverfitProbe(Probe):
@@ -353,24 +405,15 @@ class OverfitProbe(Probe):
         cfg = self.config
         if cfg.skip_reason:
             out.skip(str(cfg.skip_reason))
-        bench = ctx.bench
-        s = bench.subject
-        batch, cut_note = _the_batch(bench.first_batch(), int(cfg.samples))
-        nndiag_step = s.train_step is None and s.training_step is None and s.loss_fn is not None
-        targets = split_batch(batch, s.data_source)[1] if nndiag_step else _targets_or_none(batch)
-        n = batch_size(targets) if isinstance(targets, torch.Tensor) and targets.dim() > 0 \
-            else batch_size(batch)
-        if cut_note:
-            out.finding("pass", cut_note, where="batch")
-        if n < int(cfg.min_samples):
-            out.metric("samples", n)
-            out.skip(f"the batch has {n} sample(s), fewer than {int(cfg.min_samples)}: fitting so few "
-                     "says little about whether the model learns (a BatchNorm layer, for one, "
+        fit = shared_fit_run(ctx, cfg)
+        if fit.note:
+            out.finding("pass", fit.note, where="batch")
+        if fit.run is None:
+            out.metric("samples", fit.n)
+            out.skip(f"the batch has {fit.n} sample(s), fewer than {int(cfg.min_samples)}: fitting so "
+                     "few says little about whether the model learns (a BatchNorm layer, for one, "
                      "normalises 2 samples to +-1). Give a larger first batch to run this check.")
-        model = bench.fresh_model()
-        opt = bench.make_optimizer(model)
-        run = self._fit(ctx, model, opt, batch, targets, n, nndiag_step)
-        self._report(out, run)
+        self._report(out, fit.run)
 
     # ---- the loop ----------------------------------------------------------------------------
     def _fit(self, ctx, model, opt, batch, targets, n: int, nndiag_step: bool) -> FitRun:

@@ -61,6 +61,9 @@ class UpdatesConfig:
         4, "own choice: the probe batches other probes pull anyway (dead-neurons looks at 256 "
         "samples = 4 batches of 64)", "batches on which an all-zero gradient must repeat before "
         "a parameter is reported as never changing")
+    tiny_step_fail: float = threshold(1e-6, "measured on the zoo: docs/probes/updates.md",
+                                      "fail when one step moves the weights by less than this share "
+                                      "of their norm (median over weight tensors)")
     max_names: int = threshold(8, "readability (names shown per finding)",
                                "how many parameter names a finding lists before '...'")
 
@@ -241,6 +244,8 @@ class UpdatesProbe(Probe):
             else:
                 applied_not.append(name)
         out.data["parameters"] = rows
+        self._step_size(out, rows, dims={n: p.dim() for n, p in after})
+        self._half_rounding(out, rows, {n: p.dtype for n, p in after})
         n_train = sum(1 for n, p in after if p.requires_grad and n in before and n not in via_user)
         unchanged = [r["parameter"] for r in rows if r["requires_grad"] and r["changed"] is False]
         out.metric("changed", sum(1 for r in rows if r["requires_grad"] and r["changed"]))
@@ -335,6 +340,45 @@ class UpdatesProbe(Probe):
                      where=_common_module(nonfinite), value=len(nonfinite), metric="nonfinite")
         if new:
             out.data["created_during_step"] = new
+
+    def _step_size(self, out: Outcome, rows: list[dict], dims: dict[str, int]) -> None:
+        """How far one step moved the weights: the median over weight tensors (2+ dimensions) of
+        |w_after - w_before| / |w_before|. A step that changes every weight by a millionth of
+        itself (gradients clipped to 1e-6, float16 weights under a small SGD step) "changes"
+        every parameter bit-wise yet trains nothing."""
+        rel = sorted(r.get("relative_change", 0.0) if r["changed"] else 0.0 for r in rows
+                     if r["requires_grad"] and r["changed"] is not None and dims.get(r["parameter"], 2) >= 2)
+        if not rel:
+            return
+        med = rel[len(rel) // 2]
+        out.metric("median_relative_change", med)
+        cfg = self.config
+        if 0 < med < cfg.tiny_step_fail:  # 0: unchanged tensors, reported with their cause
+            out.fail(f"One step changes the weights by a median {med:.2g} of their norm over "
+                     f"{len(rel)} weight tensors (limit {cfg.tiny_step_fail:g}): that many steps later "
+                     "the model is still where it started. Usual causes: gradients clipped to a tiny "
+                     "max_norm, a learning rate far too small, float16 weights whose update rounds away "
+                     "(keep float32 master weights: torch.autocast), or a loss scaled down by a huge "
+                     "factor.", where="<model>", value=med, limit=cfg.tiny_step_fail,
+                     metric="median_relative_change")
+
+    def _half_rounding(self, out: Outcome, rows: list[dict], dtypes: dict) -> None:
+        """float16/bfloat16 weights whose step rounds away for most elements: the update is below
+        the format's spacing (3 significant digits), so training stalls where float32 trains."""
+        half = (torch.float16, torch.bfloat16)
+        lost = [r for r in rows if r["requires_grad"] and dtypes.get(r["parameter"]) in half
+                and r.get("changed_fraction", 0.0 if r["changed"] is False else 1.0) < 0.5
+                and r["changed"] is not None]
+        out.metric("half_rounded", len(lost))
+        if lost:
+            names = [r["parameter"] for r in lost]
+            worst = min(r.get("changed_fraction", 0.0) for r in lost)
+            out.fail(f"{len(lost)} half-precision parameter tensor(s) kept most of their elements "
+                     f"bit-for-bit unchanged after one step (as few as {worst:.0%} moved): "
+                     f"{_names(names, self.config.max_names)}. In float16/bfloat16 an update smaller "
+                     "than about 1/1000 of the weight rounds away. Keep float32 weights and use "
+                     "torch.autocast for half-precision compute (or a GradScaler with fp16).",
+                     where=_common_module(names), value=worst, limit=0.5, metric="half_rounded")
 
     def _gradient_later(self, ctx, names: list[str]) -> set[str]:
         """Of ``names`` (zero gradient at the initial weights), those that get a non-zero gradient
@@ -535,6 +579,8 @@ def _below_resolution(p: torch.Tensor, lr: Any, old: torch.Tensor) -> bool:
     try:
         lr = float(lr)
     except (TypeError, ValueError, RuntimeError):
+        return False
+    if p.grad is None:  # the state came from a separate backward (train_step cleared them)
         return False
     g = p.grad.detach().abs().float()
     spacing = old.detach().abs().float() * _FLOAT32_EPS / 2
