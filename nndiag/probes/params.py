@@ -17,7 +17,6 @@ from nndiag.batches import split_batch
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
-from nndiag.symmetry import identical_unit_layers, still_identical
 
 
 @dataclass(frozen=True)
@@ -28,11 +27,6 @@ class ParamsConfig:
         None, "the user's own expectation (nndiag_config)", "fail when the total differs")
     expected_trainable: int | None = threshold(
         None, "the user's own expectation (nndiag_config)", "fail when the trainable count differs")
-    symmetry_steps: int = threshold(
-        5, "own reasoning (nndiag/symmetry.py): identical units get identical gradients, so they "
-        "stay identical however long they train; a few steps let a loss that does separate them "
-        "(a constant-initialised output layer) show it", "training steps after which units that "
-        "started identical must have separated")
 
 
 @dataclass(frozen=True)
@@ -103,8 +97,7 @@ class ParamsProbe(Probe):
     cost = 10  # the order of a check: cheapest first
     hint = ('a changed count means a layer size changed, or layers sit in a plain list/dict instead '
             'of nn.ModuleList/nn.ModuleDict')
-    description = ("Parameter counts per layer (trainable, frozen; shared weights counted once); "
-                   "layers whose units start identical and stay so (broken symmetry).")
+    description = "Parameter counts per layer (trainable, frozen; shared weights counted once)."
     Config = ParamsConfig
 
     def charts(self, result):
@@ -139,48 +132,11 @@ class ParamsProbe(Probe):
                      "Unfreeze the layers you mean to train.", where="<model>", value=0, metric="trainable")
         else:
             self._frozen_fact(out, layers, frozen)
-        self._symmetry(ctx, out, model)
         self._check_expected(out, "total", total, self.config.expected_total)
         self._check_expected(out, "trainable", trainable, self.config.expected_trainable)
         shared = sum(len(l.shared_with) > 0 for l in layers)
         out.summary = (f"{total:,} parameters ({trainable:,} trainable, {frozen:,} frozen) in "
                        f"{len(layers)} layers" + (f"; {shared} layer(s) share weights, counted once" if shared else ""))
-
-    def _symmetry(self, ctx: ProbeContext, out: Outcome, model: torch.nn.Module) -> None:
-        """Layers whose units start identical: a fail when training does not separate them."""
-        born = [u for u in identical_unit_layers(model)
-                if any(p.requires_grad for p in dict(model.named_modules())[
-                    "" if u.layer == "<model>" else u.layer].parameters(recurse=False))]
-        out.metric("identical_unit_layers", len(born))
-        if not born:
-            return
-        bench = ctx.bench
-        steps = max(1, int(self.config.symmetry_steps))
-        try:
-            trained = bench.fresh_model()
-            opt = bench.make_optimizer(trained)
-            batches = bench.probe_batches()
-            for step in range(steps):
-                bench.train_one_step(trained, opt, batches[step % len(batches)])
-        except SubjectError as exc:
-            for u in born:
-                out.warn(f"All {u.units} units of {u.layer} ({u.kind}) start with identical weights, "
-                         f"and training them to see whether they separate failed ({exc.message}).",
-                         where=u.layer, value=u.units, metric="identical_units")
-            return
-        stuck = still_identical(trained, born)
-        for u in born:
-            if u in stuck:
-                out.fail(f"All {u.units} units of {u.layer} ({u.kind}) start with identical weights "
-                         f"and are still identical after {steps} training steps: they compute the "
-                         "same function and get the same gradient, so the layer trains as a single "
-                         "unit (broken symmetry). Initialise its weights randomly (PyTorch's "
-                         "default init, or nn.init.kaiming_uniform_/xavier_uniform_), not with a "
-                         "constant.", where=u.layer, value=u.units, metric="identical_units")
-            else:
-                out.finding("pass", f"The {u.units} units of {u.layer} ({u.kind}) start identical "
-                            f"(a constant initialisation), but the loss separates them within "
-                            f"{steps} steps.", where=u.layer, value=u.units, metric="identical_units")
 
     @staticmethod
     def _frozen_fact(out: Outcome, layers: list[LayerCount], frozen: int) -> None:
