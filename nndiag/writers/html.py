@@ -204,11 +204,18 @@ class _Raw:
         self.html = html
 
 
+def _source(f) -> str:
+    """The user's source line of a finding (``file:line``), under its ``where``; "" when unknown."""
+    if not (f.file and f.line):
+        return ""
+    return f'<br><span class="mono muted" title="source">{esc(f.file)}:{int(f.line)}</span>'
+
+
 def _findings(result: "ProbeResult") -> str:
     findings = list(result.findings or ())
     if not findings:
         return ""
-    rows = [(_Raw(_badge(f.severity)), _Raw(f'<span class="mono">{esc(f.where)}</span>'),
+    rows = [(_Raw(_badge(f.severity)), _Raw(f'<span class="mono">{esc(f.where)}</span>' + _source(f)),
              _Raw(esc(f.message)), f.metric or "", f.value, f.limit) for f in findings]
     return _table(("severity", "where", "message", "metric", "value", "limit"), rows, numeric=(3, 4, 5),
                   cls="findings")
@@ -412,6 +419,19 @@ def preload() -> threading.Thread:
     return thread
 
 
+def _run_line(report: "Report") -> str:
+    """The run metadata under the title: versions, device, threads, seed, host, start time."""
+    from nndiag.run_metadata import summary_line
+
+    meta = dict(getattr(report, "metadata", None) or {})
+    line = summary_line(meta)
+    if not line:
+        return ""
+    command = " ".join(str(a) for a in meta.get("command") or ())
+    title = f' title="{esc(command)}"' if command else ""
+    return f'<p class="muted run"{title}>{esc(line)}</p>'
+
+
 def render(report: "Report") -> str:
     """The whole report as one HTML document (UTF-8 text)."""
     from nndiag.report import SCHEMA_VERSION
@@ -431,7 +451,7 @@ def render(report: "Report") -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         f"<title>{esc(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>\n"
-        f"<body><main><h1>nndiag report</h1>{body}"
+        f"<body><main><h1>nndiag report</h1>{_run_line(report)}{body}"
         f"<footer>nndiag {esc(nndiag_version)}, report schema {esc(SCHEMA_VERSION)}; "
         "self-contained: nothing in this file is fetched from the network."
         "</footer></main></body></html>\n"
