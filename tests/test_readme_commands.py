@@ -109,3 +109,21 @@ def test_readme_command(example):
     assert normalise(result.stdout) == normalise(example.expected), (
         f"`{example.command}` no longer prints what the README shows; if intended, regenerate with "
         f"NNDIAG_UPDATE_README=1.\n--- README\n{example.expected}\n--- now\n{result.stdout}")
+
+
+def test_the_docs_ci_workflow_installs_nndiag_from_a_path_or_git():
+    """nndiag is not on PyPI: the copy-paste workflow must not `pip install nndiag` from there
+    (installing from a path is what tests/test_wheel.py exercises)."""
+    yaml = pytest.importorskip("yaml")
+    doc = (REPO / "docs" / "pytest.md").read_text(encoding="utf-8")
+    blocks = [m.group(2) for m in _FENCE.finditer(doc) if m.group(1) == "yaml" and "jobs:" in m.group(2)]
+    assert blocks, "docs/pytest.md lost its CI workflow"
+    workflow = yaml.safe_load(blocks[0])
+    runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    installs = [line.strip() for run in runs for line in run.splitlines()
+                if line.strip().startswith("pip install") and "nndiag" in line]
+    assert installs, runs
+    for line in installs:
+        target = next(a for a in shlex.split(line)[2:] if "nndiag" in a)
+        assert target.startswith(("./", "/")) or "git+" in target, f"installs nndiag from PyPI: {line}"
+    assert any("download.pytorch.org/whl/cpu" in run for run in runs)  # the CPU-only torch option
