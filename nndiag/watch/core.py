@@ -113,6 +113,7 @@ class Watch:
         self._handles: list[Any] = []
         self._captured: Captured | None = None
         self._stepped = False
+        self._lr_used: float | None = None
         self._explicit = explicit_steps  # True: w.step() closes every step (drivers, callbacks)
         self._closed_by_hook = False
         self._sample: dict[str, Any] = {}
@@ -204,6 +205,7 @@ class Watch:
         *inside* ``optimizer.step(closure)`` (Lightning) calls it from its before-step callback
         instead, with ``external_gradients=True``."""
         t0 = time.perf_counter()
+        self._lr_used = _lr(self.optimizer)  # the LR of this update (a scheduler may step before w.step)
         sample = self.sampling and self.step_index % self.cfg.sample_every == 0
         if sample:
             self._take_activations()
@@ -239,7 +241,8 @@ class Watch:
                 self._sample["ratios"], self._sample["unchanged"] = self.updates.ratios()
             self._store_sample(step)
         stepped, self._stepped = self._stepped, False
-        lr = _lr(self.optimizer)
+        lr = self._lr_used if self._lr_used is not None else _lr(self.optimizer)
+        self._lr_used = None
         self.recorder.record_step(loss if isinstance(loss, (torch.Tensor, float, int)) else None,
                                   lr, stepped)
         self.step_index += 1

@@ -84,10 +84,13 @@ def median(values: Iterable[float]) -> float:
 def chart(title: str, x: list[int], series: dict[str, list[float]], *, ylabel: str = "",
           log_y: bool = False, limits: Iterable[tuple[str, float]] = (),
           marks: Iterable[tuple[str, int]] = ()) -> dict[str, Any]:
-    """A line chart as plain data (the HTML writer draws ``data["charts"]`` generically)."""
+    """A line chart as plain data (the HTML writer draws ``data["charts"]`` generically; colours
+    are palette indices, as in :mod:`nndiag.charts`)."""
     return {"kind": "line", "title": title, "x": list(x), "xlabel": "step", "ylabel": ylabel,
             "log_y": log_y,
-            "series": [{"name": k, "y": list(v)} for k, v in series.items()],
+            "series": [{"name": k, "y": list(v), "color": i % 5,
+                        "dash": "solid" if i < 5 else "dashed"}
+                       for i, (k, v) in enumerate(series.items())],
             "limits": [{"label": lab, "y": y} for lab, y in limits],
             "marks": [{"label": lab, "x": s} for lab, s in marks]}
 

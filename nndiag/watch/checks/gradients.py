@@ -95,11 +95,13 @@ class GradientsCheck(Check):
                 "last_grad_norm": g[-1] if g else None}
 
     def data(self, tl: Timeline) -> dict:
-        x = list(range(tl.steps))
+        x = [i for i in range(tl.steps) if tl.measured[i]]  # full norms are taken every norm_every
         flagged = [k[0] for k, n in self._run.items() if n]
         named = list(dict.fromkeys(
             [e.where for e in self.events] + flagged + list(tl.layer_grad)))[:MAX_LAYERS_CHARTED]
-        xs, ys = thin(x, {"global": tl.grad_norm, **{k: tl.layer_grad[k] for k in named}})
+        pick = {name: [series[i] for i in x] for name, series in
+                (("global", tl.grad_norm), *((k, tl.layer_grad[k]) for k in named))}
+        xs, ys = thin(x, pick)
         return {"charts": [chart("Gradient norm per step (global and per layer)", xs, ys,
                                  ylabel="L2 norm", log_y=True,
                                  marks=[(e.where, e.step) for e in self.events])],

@@ -145,8 +145,11 @@ class PlateauCheck(Check):
                     self.best, self.cfg.plateau_high * self.first, "loss_median")
 
     def healthy_summary(self, tl: Timeline) -> str:
-        return f"still improving at step {tl.steps} (best median {self.best:.4g} at step {self.best_step})" \
-            if self.first is not None else "not enough steps to judge"
+        if self.first is None:
+            return "not enough steps to judge"
+        return (f"no plateau: best median loss {self.best:.4g} at step {self.best_step}, "
+                f"{tl.steps - self.best_step} step(s) before the end (a plateau is "
+                f"{self.cfg.plateau_steps} without a 1% improvement)")
 
     def metrics(self, tl: Timeline) -> dict:
         return {"best_median_loss": self.best if math.isfinite(self.best) else None,
