@@ -1,7 +1,5 @@
 """8-8-8-8 sigmoid network mapping 8-bit codes to a fixed permutation of them, N(0, 1) init, MSE, SGD,
 batches of 50.
-
-Pattern: SO 39217567 (Keras), rewritten in PyTorch.
 """
 
 import torch

@@ -1,4 +1,4 @@
-"""MLP regressor on sklearn's diabetes data (10 standardised features, target in its raw units), Adam."""
+"""MLP regressor on sklearn's diabetes data (10 standardised features, target in hundreds), Adam."""
 
 import torch
 import torch.nn as nn

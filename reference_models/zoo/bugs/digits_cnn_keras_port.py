@@ -1,6 +1,4 @@
 """CNN on the 8x8 digits ported from a Keras tutorial (conv32-pool-conv16-fc64-fc10), Adam.
-
-Pattern: SO 59325381's Keras MNIST model, rewritten in PyTorch with layer sizes scaled to 8x8.
 """
 
 import numpy as np

@@ -1,7 +1,5 @@
 """4-4-3 iris classifier on the raw measurements (cm), normal init, sigmoid output, cross-entropy, Adam,
 batches of 5.
-
-Pattern: SO 59278771 (Keras), rewritten in PyTorch.
 """
 
 import torch

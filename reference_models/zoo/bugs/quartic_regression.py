@@ -1,6 +1,4 @@
 """1-50-50-1 regressor (sigmoid, ELU) of y = x^4 on x = -100..99.5, MSE, Adam, full batch.
-
-Pattern: SO 52800582 (Keras), rewritten in PyTorch.
 """
 
 import torch

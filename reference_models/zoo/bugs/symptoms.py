@@ -244,7 +244,7 @@ def digits_bn_mlp_accuracy(subject, trace):
                    f"next 3 steps moved BatchNorm's running mean by {moved:.3g} (dropout off, statistics frozen)")
 
 
-def digits_cnn_bn_train_mode(subject, trace):
+def digits_cnn_bn_custom_train(subject, trace):
     model = _fresh(subject, trace.seed)
     optimizer = _optimizer(subject, model)
     model.train()

@@ -1,7 +1,5 @@
 """1-1-1 classifier of a 1-d threshold (y = x > 0.6): sigmoid hidden unit, softmax output, mean absolute
 error, RMSprop, batches of 200.
-
-Pattern: SO 45442843 (Keras), rewritten in PyTorch.
 """
 
 import torch

@@ -1,6 +1,4 @@
 """XOR network 2-2-3-1 with sigmoid hidden layers and a softmax output, MSE, SGD with Nesterov momentum.
-
-Pattern: SO 34311586 (Keras), rewritten in PyTorch.
 """
 
 import torch

@@ -1,5 +1,5 @@
-"""CNN with BatchNorm on raw 8x8 digit pixels (0-16); BatchNorm layers kept in inference mode as in
-detection codebases (a train() override), SGD with momentum."""
+"""CNN with BatchNorm on raw 8x8 digit pixels (0-16), with a train() override taken from a detection
+codebase, SGD with momentum."""
 
 import torch
 import torch.nn as nn
