@@ -573,7 +573,12 @@ def inputs_unavailable(ctx: Any) -> str:
 
 def activation_trace(ctx: Any, n_samples: int = 256,
                      levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
-    """The shared activation pass for this subject, computed once per (samples, levels)."""
-    levels = tuple(sorted(set(levels)))
+    """The shared activation pass for this subject: the planned pass over ``n_samples`` samples
+    (nndiag.passes), its levels the union of every probe's, computed once per check."""
+    from nndiag.passes import ActivationPass
+
+    plan = getattr(ctx, "plan", None)
+    need = ActivationPass(n_samples, tuple(sorted(set(levels))))
+    levels = (plan.covering(need) if plan is not None else need).levels
     return ctx.shared(("activations", n_samples, levels),
                       lambda: record_activations(ctx.bench, n_samples, levels))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nndiag.passes import TRAINING_SAMPLES
 from nndiag.seeding import fork_seeded
 from nndiag.subject import Workbench
 from nndiag.torchhooks import CallInfo, CallTracer, all_finite, module_label
@@ -65,7 +66,7 @@ def locate(bench: Workbench, event: NonFinite, batches: list | None = None) -> P
     with fork_seeded(bench.seed):
         model = bench.fresh_model()
         optimizer = bench.make_optimizer(model)
-        batches = list(batches) if batches is not None else bench.probe_batches()
+        batches = list(batches) if batches is not None else bench.probe_batches(TRAINING_SAMPLES)
         for step in range(event.step):
             bench.train_one_step(model, optimizer, batches[step % len(batches)])
         batch = batches[event.step % len(batches)]

@@ -137,6 +137,12 @@ class Probe:
         """Look at the subject through ``ctx`` and record findings, metrics and a summary in ``out``."""
         raise NotImplementedError
 
+    def requires(self) -> list[Any]:
+        """The measurement passes this probe reads, with the parameters it needs
+        (:mod:`nndiag.passes` records); the runner plans them before any probe runs so each is
+        computed once. None by default."""
+        return []
+
     def charts(self, result: Any) -> list[Any]:
         """Plots of the finished ``result`` (a ProbeResult), as :mod:`nndiag.charts` data; none by
         default. Called by the runner after :meth:`run`; ``self.config`` holds the applied settings."""
@@ -253,10 +259,13 @@ class ProbeContext:
     """What a probe sees: the workbench (models, batches, user code), the run seed, and the cache
     of shared passes so that two probes needing the same pass compute it once."""
 
-    def __init__(self, bench: Any, shared: dict[Any, Any], probe_id: str) -> None:
+    def __init__(self, bench: Any, shared: dict[Any, Any], probe_id: str, plan: Any = None) -> None:
+        from nndiag.passes import PassPlan
+
         self.bench = bench
         self._shared = shared
         self.probe_id = probe_id
+        self.plan = plan if plan is not None else PassPlan()  # the run's merged pass requirements
 
     @property
     def subject(self):

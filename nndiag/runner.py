@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectError, UsageError
 from nndiag.options import RunOptions, probe_settings, validate_file_config
+from nndiag.passes import plan_passes
 from nndiag.report import ProbeResult, Report, Status, SubjectReport
 from nndiag.run_metadata import now_utc, with_run_metadata
 from nndiag.source_lines import locate_findings
@@ -102,6 +103,8 @@ def check_subject(subject, options: RunOptions | None = None,
     seed = int(options.seed if options.seed is not None else cfg.get("seed", 0))
     device = resolve_device(options.device or cfg.get("device", "cpu"))
 
+    # Plan the measurement passes of the selected probes, so each is computed once (nndiag.passes).
+    plan = plan_passes(spec.cls(build_config(spec.cls, probe_settings(spec.id, cfg, options))) for spec in specs)
     _warm_up_torch()
     bench = Workbench(subject, device=device, seed=seed)
     shared: dict[Any, Any] = {}
@@ -112,7 +115,7 @@ def check_subject(subject, options: RunOptions | None = None,
                 progress(subject.name, spec.id, index, len(specs))
             config = build_config(spec.cls, probe_settings(spec.id, cfg, options))
             seed_everything(seed)
-            result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id))
+            result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id, plan))
             result = describe_result(result, spec.cls, config)  # what writers need, from the class
             results.append(result)
             host.probe_finished(subject.name, result)

@@ -207,13 +207,25 @@ class Workbench:
 
     # ---- data ------------------------------------------------------------------------------
     def probe_batches(self, min_samples: int = 0) -> list[Any]:
-        """Batches on device: at least the first one, then more until ``min_samples`` samples.
+        """The first batches, on device: the first one, then as many as hold ``min_samples`` samples.
 
-        Batches are pulled from the user's loader once per run (under the run seed, so shuffling
-        is repeatable) and shared by every probe.
+        Always the same batches for the same ``min_samples``, whatever other probes asked for
+        before (whole batches: cutting one would change its batch statistics). Batches are pulled
+        from the user's loader once per run (under the run seed, so shuffling is repeatable) and
+        shared by every probe.
         """
-        batches = self._fetch(min_samples)
+        cached = self._fetch(min_samples)
+        batches, total = [], 0
+        for b in cached:
+            batches.append(b)
+            total += batch_size(b)
+            if total >= min_samples:
+                break
         return [to_device(b, self.device) for b in batches]
+
+    def batches(self, n: int) -> list[Any]:
+        """The probe batches holding the first ``n`` samples (see :meth:`probe_batches`)."""
+        return self.probe_batches(n)
 
     def first_batch(self) -> Any:
         """The first probe batch, on device."""

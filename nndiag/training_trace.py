@@ -19,6 +19,7 @@ import torch
 
 from nndiag.batches import iter_tensors, split_batch
 from nndiag.errors import SubjectError
+from nndiag.passes import TRAINING_SAMPLES, TrainingPass
 from nndiag.subject import Workbench
 from nndiag.torchhooks import all_finite
 
@@ -59,6 +60,15 @@ class TrainingTrace:
     optimizer: str = ""  # the optimizer's class name (LBFGS steps are whole line searches)
     non_finite: NonFinite | None = None
     own_step: bool = False  # the user's train_step did the updates
+
+    def cut(self, steps: int, stats_steps: int) -> "TrainingTrace":
+        """The trace a run of only ``steps`` steps with ``stats_steps`` of statistics would have
+        given: the first steps of a longer run are the same steps (same seed, same batches)."""
+        import dataclasses
+
+        ended = self.non_finite if self.non_finite is not None and self.non_finite.step < steps else None
+        return dataclasses.replace(self, steps_run=min(self.steps_run, steps), losses=self.losses[:steps],
+                                   stats=self.stats[: min(stats_steps, steps)], non_finite=ended)
 
 
 def _lr_of(optimizer: torch.optim.Optimizer) -> dict[int, float]:
@@ -110,7 +120,8 @@ def check_params(model: torch.nn.Module, step: int) -> NonFinite | None:
     return None
 
 
-def run_training_trace(bench: Workbench, steps: int, stats_steps: int) -> TrainingTrace:
+def run_training_trace(bench: Workbench, steps: int, stats_steps: int,
+                       samples: int = TRAINING_SAMPLES) -> TrainingTrace:
     """Train a fresh model for ``steps`` steps; full gradient statistics for the first ``stats_steps``.
 
     Stops at the first non-finite input, parameter, loss or gradient, recording where.
@@ -118,7 +129,7 @@ def run_training_trace(bench: Workbench, steps: int, stats_steps: int) -> Traini
     model = bench.fresh_model()
     named = bench.trainable_parameters(model)
     optimizer = bench.make_optimizer(model)
-    batches = bench.probe_batches()
+    batches = bench.probe_batches(samples)  # the same batches whatever other probes fetched
     optimizer_name = type(optimizer).__name__
     trace = TrainingTrace(0, param_names=[n for n, _ in named], own_step=bench.has_own_step,
                           param_ndims={n: p.dim() for n, p in named}, optimizer=optimizer_name)
@@ -191,6 +202,11 @@ def _param_stats(named, before, lrs) -> dict[str, ParamStats]:
 
 
 def shared_training_trace(ctx, steps: int, stats_steps: int) -> TrainingTrace:
-    """The trace for this subject, computed once per (steps, stats_steps) and shared."""
-    return ctx.shared(("training_trace", steps, stats_steps),
-                      lambda: run_training_trace(ctx.bench, steps, stats_steps))
+    """The trace for this subject: the planned training pass (nndiag.passes), computed once for
+    every probe of the check, cut back to the ``steps`` and ``stats_steps`` asked for."""
+    plan = getattr(ctx, "plan", None)
+    need = TrainingPass(steps, stats_steps)
+    run = plan.covering(need) if plan is not None else need
+    trace = ctx.shared(("training_trace", run.steps, run.stats_steps, run.samples),
+                       lambda: run_training_trace(ctx.bench, run.steps, run.stats_steps, run.samples))
+    return trace.cut(steps, stats_steps)

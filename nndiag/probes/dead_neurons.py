@@ -89,6 +89,13 @@ class DeadNeuronsProbe(Probe):
         return chartkit.charts_or_note(chartkit.fraction_chart(result, self.config, ("dead_fraction", "fraction"),
                                                               title="Dead units per layer", what="dead"), result)
 
+    def requires(self):
+        """The shared activation pass over ``samples`` samples."""
+        from nndiag.activation_trace import DEFAULT_LEVELS
+        from nndiag.passes import ActivationPass
+
+        return [ActivationPass(int(self.config.samples), DEFAULT_LEVELS)]
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         why = inputs_unavailable(ctx)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.report import Status
-from nndiag.probes.nan import NanConfig
 from nndiag.training_trace import ParamStats, shared_training_trace
 
 _SRC = "measured on the zoo: docs/probes/gradients.md"
@@ -124,9 +123,15 @@ class GradientsProbe(Probe):
 
         return chartkit.charts_or_note(chartkit.gradient_chart(result, self.config), result)
 
+    def requires(self):
+        """The shared training pass, with gradient statistics for each of its ``steps``."""
+        from nndiag.passes import TrainingPass
+
+        return [TrainingPass(int(self.config.steps), int(self.config.steps))]
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
-        trace = shared_training_trace(ctx, max(NanConfig().steps, cfg.steps), cfg.steps)
+        trace = shared_training_trace(ctx, cfg.steps, cfg.steps)  # planned once, with nan's
         usable = list(trace.stats)
         if trace.non_finite is not None and trace.non_finite.step < len(usable):
             usable = usable[: trace.non_finite.step]  # that step's gradients are NaN/Inf

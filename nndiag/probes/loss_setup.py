@@ -124,6 +124,13 @@ class LossSetupProbe(Probe):
 
     _wrong_dim = False
 
+    def requires(self):
+        """The shared activation pass over ``samples`` samples (the output op and the loss inputs)."""
+        from nndiag.activation_trace import DEFAULT_LEVELS
+        from nndiag.passes import ActivationPass
+
+        return [ActivationPass(int(self.config.samples), DEFAULT_LEVELS)]
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         self._wrong_dim = False

@@ -64,6 +64,12 @@ class NanProbe(Probe):
     description = "Finds the first NaN/Inf in a few training steps: inputs, parameters, module, loss or gradient."
     Config = NanConfig
 
+    def requires(self):
+        """The shared training pass: this many steps, the first few with gradient statistics."""
+        from nndiag.passes import TrainingPass
+
+        return [TrainingPass(int(self.config.steps), GRADIENT_STATS_STEPS)]
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         steps = int(self.config.steps)
         trace = shared_training_trace(ctx, steps, GRADIENT_STATS_STEPS)

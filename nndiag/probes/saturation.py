@@ -64,6 +64,14 @@ class SaturationProbe(Probe):
         return chartkit.charts_or_note(chartkit.fraction_chart(result, self.config, ("saturated_fraction", "fraction"),
                                                               title="Saturated units per layer", what="saturated"), result)
 
+    def requires(self):
+        """The shared activation pass, counting at the default levels and this probe's limits."""
+        from nndiag.passes import ActivationPass
+
+        cfg = self.config
+        wanted = {float(cfg.input_limit), float(cfg.log_cancelled_limit)} - set(DEFAULT_LEVELS)
+        return [ActivationPass(int(cfg.samples), DEFAULT_LEVELS + tuple(sorted(wanted)))]
+
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
         level = float(cfg.input_limit)

@@ -39,6 +39,9 @@ from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.seeding import fork_seeded
 
 _FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+# Steps of the shared training pass whose gradients tell a zero gradient at init from a dead one
+# (the gradients probe's default window; the pass is planned once for every probe that reads it).
+LATER_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -385,13 +388,10 @@ class UpdatesProbe(Probe):
         in a later step of the shared training pass (the one the gradients and nan probes read)."""
         if not names:
             return set()
-        from nndiag.probes.gradients import GradientsConfig
-        from nndiag.probes.nan import NanConfig
         from nndiag.training_trace import shared_training_trace
 
-        cfg = GradientsConfig()
         try:
-            trace = shared_training_trace(ctx, max(NanConfig().steps, cfg.steps), cfg.steps)
+            trace = shared_training_trace(ctx, LATER_STEPS, LATER_STEPS)
         except Exception:  # noqa: BLE001 - without the pass the init-time verdict stands
             return set()
         return {n for n in names if any(st.get(n) is not None and st[n].max_abs_grad > 0
