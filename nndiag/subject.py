@@ -24,7 +24,7 @@ from nndiag.batches import (
     split_batch,
     to_device,
 )
-from nndiag.errors import SubjectError, describe_exception
+from nndiag.errors import ProbeSkipped, SubjectError, describe_exception
 from nndiag.isolation import ProcessExit
 from nndiag.seeding import fork_seeded
 
@@ -130,7 +130,12 @@ class Workbench:
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
             total = sum(1 for _ in model.parameters())
-            what = "no parameters at all" if total == 0 else "no parameter that requires grad"
+            if total:
+                # A finding of params/updates (which fail naming it); a training probe has
+                # nothing to train, so it cannot decide.
+                raise ProbeSkipped("every parameter is frozen (requires_grad=False), so there is "
+                                   "nothing to train (the params and updates probes report it).")
+            what = "no parameters at all"
             raise SubjectError(
                 f"The model has {what}, so there is nothing to train.",
                 hint="Check that layers are registered as attributes (not kept in a plain list: "
@@ -191,6 +196,13 @@ class Workbench:
         with fork_seeded(self.seed):
             model = self.fresh_model()
             batch = self.first_batch()
+            if any(True for _ in model.parameters()) and not any(
+                    p.requires_grad for p in model.parameters()):
+                # Everything frozen is a finding (params and updates fail naming it), not a file
+                # that cannot be checked: the probes that train report it once between them.
+                return SubjectError("Every parameter of the model is frozen (requires_grad=False), "
+                                    "so there is nothing to train.",
+                                    hint="Unfreeze the layers you mean to train.")
             self.make_optimizer(model)
             if s.train_step is not None:
                 return None
