@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class SessionState:
     records: list[_Record] = dataclasses.field(default_factory=list)
     current_item: pytest.Item | None = None
     write_notes: list[str] = dataclasses.field(default_factory=list)
+    outcomes: dict[str, str] = dataclasses.field(default_factory=dict)  # nodeid -> pytest's outcome
 
     @property
     def is_worker(self) -> bool:
@@ -111,6 +113,13 @@ def _session_option(name: str) -> tuple[Any, str, str]:
     return option_type(name), default, metavar
 
 
+def xdist_threads(workerinput: Any, cores: int | None = None) -> int:
+    """Torch threads per pytest-xdist worker when the user set none: the cores shared out among the
+    workers (at least 1), so ``-n N`` does not run N x cores threads on the machine."""
+    workers = int((workerinput or {}).get("workercount") or os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+
+
 def _setting(config: pytest.Config, name: str) -> Any:
     value = config.getoption(name)
     return value if value is not None else config.getini(name)
@@ -134,6 +143,8 @@ def pytest_configure(config: pytest.Config) -> None:
             run_defaults[name] = parse(str(raw).strip())
         except (TypeError, ValueError):
             raise pytest.UsageError(f"nndiag_{name} = {raw!r} is not a valid {parse.__name__}.") from None
+    if "threads" not in run_defaults and hasattr(config, "workerinput"):
+        run_defaults["threads"] = xdist_threads(config.workerinput)
     invocation_dir = config.invocation_params.dir
     paths, host = _report_targets(config)
     state = SessionState(config, fail_on, run_defaults, paths, writers=host)
@@ -171,6 +182,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None and state in _ACTIVE:
         _ACTIVE.remove(state)
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """Keep pytest's own outcome of each test (xfail, a failed helper assertion) for the summary."""
+    state = _ACTIVE[-1] if _ACTIVE else None
+    if state is None or state.is_worker:
+        return
+    outcome = test_outcome(report)
+    if outcome is not None:
+        if outcome != "passed" or report.nodeid not in state.outcomes:
+            state.outcomes[report.nodeid] = outcome
+
+
+def test_outcome(report: Any) -> str | None:
+    """pytest's word for a test phase's report: passed, failed, error, skipped, xfailed, xpassed
+    (None for a passing setup or teardown, which says nothing about the test)."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when != "call":
+        if report.failed:
+            return "error"
+        return "skipped" if report.skipped else None
+    return report.outcome
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -264,7 +298,8 @@ def session_report(state: SessionState):
         for s in rec.report.subjects:
             name = f"{s.subject} ({rec.nodeid})" if rec.nodeid else s.subject
             subjects.append(dataclasses.replace(s, subject=name))
-    return Report(tuple(subjects))
+    meta = {"tests": dict(sorted(state.outcomes.items()))} if state.outcomes else {}
+    return Report(tuple(subjects), meta)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -320,11 +355,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = getattr(tw, "fullwidth", width)
     full = config.get_verbosity() >= 2
     for rec in sorted(state.records, key=lambda r: r.nodeid):
+        outcome = state.outcomes.get(rec.nodeid, "")
         for s in rec.report.subjects:
             name = _short(s.subject)
             bad = [("ERROR", f"{name} did not load", s.load_error.splitlines()[0])] if s.load_error else [
                 (r.status.value.upper(), f"{r.probe} on {name}", _what(r)) for r in s.results
                 if r.status.value in ("warn", "fail", "error")]
+            if outcome in ("xfailed", "xpassed"):  # pytest's verdict on the test comes first
+                bad = [(outcome.upper(), label, what) for _, label, what in bad] or [
+                    (outcome.upper(), f"checks on {name}", s.verdict_line())]
+            elif outcome in ("failed", "error") and not bad:  # e.g. assert_param_count failed
+                bad = [(outcome.upper(), f"the test {outcome}, its checks did not",
+                        s.verdict_line() if not s.load_error else s.load_error)]
             for status, label, what in bad:
                 line = f"{status} {rec.nodeid or '<no test>'} - {label}: {what}"
                 if not full and len(line) > width:
