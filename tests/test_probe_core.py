@@ -372,3 +372,161 @@ def test_gradients_bias_before_batchnorm_is_not_a_false_alarm(seed):
     (note,) = r.findings
     assert note.where == "conv.bias" and "redundant" in note.message
     assert "6/6 parameters" in r.summary  # the exempted bias still counts as connected
+
+
+# ---- gradients: issue 9's false alarms (healthy, must pass) and misses (must fail) ------------------
+class AttentionKeyBias(nn.Module):
+    """BERT-style self-attention with separate q/k/v projections: softmax cancels the key bias
+    (q . b_k is the same for every key), so its gradient is zero up to rounding."""
+
+    def __init__(self, d=16, c=3):
+        super().__init__()
+        self.q, self.k, self.v, self.out = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, c)
+
+    def forward(self, x):  # x: (N, T, d)
+        att = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) / 4.0, dim=-1)
+        return self.out((att @ self.v(x)).mean(1))
+
+
+class BnThroughPointwise(nn.Module):
+    """EfficientNet/MobileNet-style: BatchNorm -> 1x1 conv (no bias) -> BatchNorm. The first
+    BatchNorm's bias adds a per-channel constant that the 1x1 conv mixes into a per-channel constant,
+    which the second BatchNorm subtracts: its gradient is zero by construction."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, bias=False)
+        self.bn1, self.pw, self.bn2 = nn.BatchNorm2d(8), nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.bn2(self.pw(self.bn1(self.conv(x))))
+        return self.head(torch.relu(x).mean((2, 3)))
+
+
+class TinyBiasHead(nn.Module):
+    """A localisation head whose zero-initialised bias gets a ~1e-9 gradient at first and trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.box = nn.Linear(20, 32), nn.Linear(32, 5)
+        self.offset = nn.Parameter(torch.zeros(5))
+
+    def forward(self, x):
+        return self.box(torch.relu(self.body(x))) + 1e-9 * self.offset
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_removed_or_tiny_biases_are_pass_facts(seed):
+    g = torch.Generator().manual_seed(seed)
+    cases = [
+        (AttentionKeyBias, (torch.randn(8, 6, 16, generator=g), torch.randint(0, 3, (8,), generator=g)), "k.bias"),
+        (BnThroughPointwise, (torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)), "bn1.bias"),
+        (TinyBiasHead, classification_batch(seed=seed), "offset"),
+    ]
+    for model, batch, name in cases:
+        r = run("gradients", seed=seed, model=model, batch=batch, loss_fn=nn.CrossEntropyLoss())
+        assert r.status is Status.PASS, (model.__name__, [f.message for f in r.findings])
+        notes = [f for f in r.findings if f.severity is Status.PASS and name in f.message]
+        assert notes and notes[0].value < 1e-7, (model.__name__, r.findings)
+
+
+def test_gradients_a_weight_that_vanishes_relative_to_the_network_still_fails():
+    # the weights are judged: DeepSigmoid's first weight is 1e-4 of the largest and below 1e-7
+    r = run("gradients", model=DeepSigmoid, batch=classification_batch(32, 16, 2), loss_fn=nn.CrossEntropyLoss())
+    fails = [f for f in r.findings if f.severity is Status.FAIL and f.metric == "max_abs_grad"]
+    assert fails and all(f.where.endswith("weight") for f in fails)
+    top = r.metrics["largest_weight_max_abs_grad"]
+    assert all(f.value < 1e-4 * top for f in fails)
+
+
+def test_gradients_cleared_by_the_users_train_step_are_not_disconnected():
+    # issue 9: a GAN's train_step clears the discriminator's gradients before the generator's step
+    class Gan(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.G, self.D = nn.Linear(4, 2), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+
+        def forward(self, z):
+            return self.G(z)
+
+    bce = nn.BCEWithLogitsLoss()
+
+    def train_step(model, opt, batch):
+        x, n = batch[0], batch[0].shape[0]
+        z = torch.randn(n, 4)
+        opt.zero_grad()
+        d = bce(model.D(x), torch.ones(n, 1)) + bce(model.D(model.G(z).detach()), torch.zeros(n, 1))
+        d.backward()
+        opt.step()
+        opt.zero_grad()
+        bce(model.D(model.G(z)), torch.ones(n, 1)).backward()
+        for p in model.D.parameters():
+            p.grad = None
+        opt.step()
+        return d.item()
+
+    real = torch.randn(32, 2, generator=torch.Generator().manual_seed(0)) + 2.0
+    r = run("gradients", model=Gan, batch=(real, torch.zeros(32)), train_step=train_step)
+    assert r.status is Status.PASS, [f.message for f in r.findings]
+    (fact,) = [f for f in r.findings if f.metric == "grad_cleared_by_train_step"]
+    assert fact.value == 4 and "D." in fact.message  # D's 4 tensors changed: trained
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_large_by_design_is_a_fact_with_adam(seed):
+    # a summed loss over a batch of 256 (an ELBO-style sum) gives |g| in the hundreds: Adam
+    # normalises it, and the steps stay small, so it is recorded, not warned
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(256, 20, generator=g) * 30, torch.randn(256, 5, generator=g) * 30
+    r = run("gradients", seed=seed, model=lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5)),
+            batch=(x, y), loss_fn=nn.MSELoss(reduction="sum"))
+    assert r.status is Status.PASS, [f.message for f in r.findings]
+    assert r.metrics["max_abs_grad"] > 100
+    assert any(f.metric == "large_grad" and f.severity is Status.PASS for f in r.findings)
+    assert r.metrics["median_update_ratio"] < 0.5
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_lr_far_too_high_blames_the_learning_rate(seed):
+    # issue 9: at SGD lr 5 the probe blamed "unscaled inputs or a summed loss"
+    r = run("gradients", seed=seed, model=FunctionalMLP, batch=classification_batch(seed=seed),
+            loss_fn=nn.CrossEntropyLoss(), optimizer=lambda p: torch.optim.SGD(p, lr=5.0))
+    assert r.status in (Status.WARN, Status.FAIL), [f.message for f in r.findings]
+    (f,) = [f for f in r.findings if f.metric == "median_update_ratio"]
+    assert f.value > 0.3 and "learning rate is too high" in f.message and "lr 5" in f.message
+    assert "Unscaled inputs or targets, or a summed" not in f.message
+    # the ratio against a naive re-computation of one SGD step: |lr * g| / |w| per weight, median
+    torch.manual_seed(seed)
+    model = FunctionalMLP()
+    x, y = classification_batch(seed=seed)
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    first = sorted(5.0 * float(m.weight.grad.norm()) / float(m.weight.norm())
+                   for m in (model.fc1, model.fc2, model.fc3))[1]
+    rows = {row["param"]: row for row in r.data["layers"]}
+    assert rows["fc2.weight"]["max_step_update_ratio"] >= 0  # recorded per parameter
+    assert f.value >= first * 0.99  # the max over steps is at least the first step's
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradients_constant_init_names_identical_units(seed):
+    # issue 9 (a miss): every weight set to the same constant; the units stay copies of one another
+    def constant():
+        m = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 5))
+        for layer in m:
+            if isinstance(layer, nn.Linear):
+                nn.init.constant_(layer.weight, 0.05)
+                nn.init.zeros_(layer.bias)
+        return m
+
+    r = run("gradients", seed=seed, model=constant, batch=classification_batch(seed=seed), loss_fn=nn.CrossEntropyLoss())
+    assert r.status is Status.FAIL
+    assert {f.where for f in r.findings if f.metric == "identical_units"} == {"0.weight", "2.weight"}
+
+    def zero_head():  # a zero-initialised head has identical rows too, but its gradient breaks the tie
+        m = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 5))
+        nn.init.zeros_(m[2].weight)
+        return m
+
+    r = run("gradients", seed=seed, model=zero_head, batch=classification_batch(seed=seed), loss_fn=nn.CrossEntropyLoss())
+    assert not [f for f in r.findings if f.metric == "identical_units"], r.findings

@@ -178,3 +178,124 @@ def test_user_model_untouched():
     assert not net.training
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
+
+
+# ---- (5) issue 9: facts that are not problems, and the misses ---------------------------------------
+def _sine():
+    x = torch.linspace(-3, 3, 32).unsqueeze(1)
+    return x, torch.sin(x)
+
+
+def test_lbfgs_closure_is_not_a_warning():
+    # LBFGS evaluates its closure several times per step: the cleared-gradient check cannot decide,
+    # which is a recorded fact, not a warning
+    def train_step(model, optimizer, batch):
+        x, y = batch
+
+        def closure():
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+        return optimizer.step(closure)
+
+    r = result(model=lambda: nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1)), batch=_sine(),
+               train_step=train_step, optimizer=lambda p: torch.optim.LBFGS(p, lr=0.8))
+    assert r.status == "pass", [f.message for f in r.findings]
+    notes = [f for f in r.findings if f.metric == "zero_grad_residual"]
+    assert notes and notes[0].severity == "pass" and "LBFGS" in notes[0].message
+    assert "could not tell" in r.summary
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bias_before_batchnorm_that_rounds_to_zero_is_a_fact(seed):
+    def net():
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    r = result(model=net, batch=data(seed), loss_fn=LOSS, seed=seed,
+               optimizer=lambda p: torch.optim.SGD(p, lr=1e-3))
+    assert r.status == "pass", [f.message for f in r.findings]
+    assert all(f.severity == "pass" for f in r.findings)
+
+
+def test_gan_step_that_clears_gradients_is_trained_not_flagged():
+    class Gan(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.G, self.D = nn.Linear(4, 2), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    bce = nn.BCEWithLogitsLoss()
+
+    def train_step(model, opt, batch):
+        x, n = batch[0], batch[0].shape[0]
+        z = torch.randn(n, 4)
+        opt.zero_grad()
+        d = bce(model.D(x), torch.ones(n, 1)) + bce(model.D(model.G(z).detach()), torch.zeros(n, 1))
+        d.backward()
+        opt.step()
+        opt.zero_grad()
+        bce(model.D(model.G(z)), torch.ones(n, 1)).backward()
+        for p in model.D.parameters():
+            p.grad.zero_()  # kept as zero tensors, not None: "changed with a zero gradient"
+        opt.step()
+        return d.item()
+
+    real = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    r = result(model=Gan, batch=(real, torch.zeros(32)), train_step=train_step)
+    assert r.status == "pass", [f.message for f in r.findings]
+    assert r.metrics["changed"] == 6
+
+
+def test_zero_initialised_head_is_a_fact_not_never_changing():
+    # torchvision's ViT zero-initialises its head: at step 0 everything before it gets an exactly
+    # zero gradient; from step 2 it trains
+    def net():
+        m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        nn.init.zeros_(m[2].weight)
+        return m
+
+    r = result(model=net, batch=data(), loss_fn=LOSS, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    assert r.status == "pass", [f.message for f in r.findings]
+    (fact,) = [f for f in r.findings if f.metric == "zero_at_init_only"]
+    assert fact.severity == "pass" and "0.weight" in fact.message
+
+
+def test_steps_too_small_to_train_fail():
+    # zoo digits_mlp_clip: clip_grad_norm_(max_norm=1e-6), meant 1.0: every weight moves by ~1e-8
+    def train_step(model, opt, batch):
+        opt.zero_grad()
+        loss = LOSS(model(batch[0]), batch[1])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1e-6)
+        opt.step()
+        return loss.item()
+
+    r = result(model=tiny(), batch=data(), train_step=train_step, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    assert r.status == "fail"
+    (f,) = [f for f in r.findings if f.metric == "median_relative_change"]
+    # naive: the median over the two weight matrices of |dw| / |w| after one such step
+    m = tiny()
+    before = [m[0].weight.detach().clone(), m[2].weight.detach().clone()]
+    train_step(m, torch.optim.SGD(m.parameters(), lr=0.1), data())
+    rel = sorted(float((w.detach() - b).norm() / b.norm()) for w, b in zip((m[0].weight, m[2].weight), before))
+    assert f.value == pytest.approx(rel[1], rel=1e-3) and f.value < 1e-6
+
+
+def test_float16_weights_whose_updates_round_away_fail():
+    r = result(model=lambda: tiny().half(), batch=(data()[0].half(), data()[1]), loss_fn=LOSS,
+               optimizer=lambda p: torch.optim.SGD(p, lr=1e-3))
+    assert r.status == "fail"
+    assert any(f.metric == "half_rounded" for f in r.findings)
+
+
+def test_zero_grad_between_backward_and_step_fails_without_crashing():
+    def train_step(model, opt, batch):
+        loss = LOSS(model(batch[0]), batch[1])
+        loss.backward()
+        opt.zero_grad()  # clears the gradient before the step uses it
+        opt.step()
+        return loss.item()
+
+    r = result(model=tiny(), batch=data(), train_step=train_step)
+    assert r.status == "fail", r.summary
+    assert any("does not update the model" in f.message for f in r.findings)

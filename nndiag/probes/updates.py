@@ -262,7 +262,14 @@ class UpdatesProbe(Probe):
                         if ctx.bench.has_own_step else
                         "The optimizer does not apply the gradients: check its learning rate."),
                      where="<model>", value=0, limit=n_train, metric="changed")
-        if no_grad:
+        if no_grad and ctx.bench.has_own_step and len(no_grad) == n_train:
+            # everything unchanged and no gradient left to explain it: the user's step is the cause
+            out.fail(f"train_step changed none of the {n_train} trainable parameter tensors and left "
+                     "no gradient behind, so it does not update the model. Check that it calls "
+                     "loss.backward() and then optimizer.step() on the optimizer it is given, with "
+                     "optimizer.zero_grad() before backward() (not between backward() and step()).",
+                     where="<train_step>", value=0, limit=n_train, metric="changed")
+        elif no_grad:
             out.fail(f"{len(no_grad)} trainable parameter tensor(s) did not change because they got "
                      f"no gradient at all: {_names(no_grad, limit)}. The loss does not depend on them: "
                      "the layer is not used in forward(), or its output is cut off by .detach(), "
