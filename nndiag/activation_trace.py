@@ -571,6 +571,26 @@ def inputs_unavailable(ctx: Any) -> str:
     return ""
 
 
+def trace_or_skip(ctx: Any, out: Any, n_samples: int = 256,
+                  levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
+    """:func:`activation_trace`, or ``out.skip`` with the reason when the file's own step calls
+    the model in a way the pass cannot (dict batches; a ``forward`` that needs more than the
+    batch's inputs, e.g. an LM's hidden state): an error there is not the user's mistake."""
+    from nndiag.errors import SubjectError
+
+    why = inputs_unavailable(ctx)
+    if why:
+        out.skip(why)
+    try:
+        return activation_trace(ctx, n_samples, levels)
+    except SubjectError as exc:
+        if ctx.subject.training_step is None and ctx.subject.train_step is None:
+            raise
+        own = "train_step" if ctx.subject.train_step is not None else "training_step"
+        out.skip(f"{exc.message} The activation pass calls the model on the batch's inputs alone; "
+                 f"your {own} calls it its own way, so the pass cannot run.")
+
+
 def activation_trace(ctx: Any, n_samples: int = 256,
                      levels: tuple[float, ...] = DEFAULT_LEVELS) -> ActivationTrace:
     """The shared activation pass for this subject: the planned pass over ``n_samples`` samples

@@ -274,3 +274,24 @@ def test_without_training_steps_only_a_fully_dead_layer_fails():
     assert any("could not train a few steps" in f.message for f in res.findings)
     res = run(model=Net(bias=-10.0), batch=(x, y), train_step=broken_step)
     assert res.status == Status.FAIL and "not one unit of the layer is alive" in res.findings[0].message
+
+
+def test_own_step_with_a_forward_the_pass_cannot_call_skips_with_the_reason():
+    class NeedsHidden(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 4)
+
+        def forward(self, x, hidden):
+            return torch.relu(self.fc(x)) + hidden
+
+    def step(model, optimizer, batch):
+        x, y = batch
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x, torch.zeros(1)), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    res = run(model=NeedsHidden(), batch=data(), train_step=step)
+    assert res.status == Status.SKIP and "your train_step calls it its own way" in res.summary

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 from nndiag.activation_trace import (
     HARD_ZERO,
-    inputs_unavailable,
-    activation_trace,
     activations_after_steps,
     default_init_activations,
+    trace_or_skip,
 )
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
@@ -98,10 +97,7 @@ class DeadNeuronsProbe(Probe):
 
     def run(self, ctx: ProbeContext, out: Outcome) -> None:
         cfg = self.config
-        why = inputs_unavailable(ctx)
-        if why:
-            out.skip(why)
-        trace = activation_trace(ctx, cfg.samples)
+        trace = trace_or_skip(ctx, out, cfg.samples)
         sites = [s for s in trace.by_family("relu") if s.active is not None]
         if not sites:
             fused = (f" The gates of {', '.join(trace.fused_recurrent)} (LSTM/GRU) run in one fused "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nndiag.activation_trace import DEFAULT_LEVELS, activation_trace, inputs_unavailable
+from nndiag.activation_trace import DEFAULT_LEVELS, trace_or_skip
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
@@ -77,10 +77,7 @@ class SaturationProbe(Probe):
         level = float(cfg.input_limit)
         wanted = {level, float(cfg.log_cancelled_limit)} - set(DEFAULT_LEVELS)
         levels = DEFAULT_LEVELS + tuple(sorted(wanted))  # the defaults share one pass
-        why = inputs_unavailable(ctx)
-        if why:
-            out.skip(why)
-        trace = activation_trace(ctx, cfg.samples, levels)
+        trace = trace_or_skip(ctx, out, cfg.samples, levels)
         sites = trace.by_family("bounded") + trace.by_family("softmax")
         attention = _fused_attention_note(trace)
         if not sites:
