@@ -9,7 +9,7 @@ importing matplotlib; it is shown in its own column, and the best of ``--repeat`
     NNDIAG_DATA_DIR=../shared/data python benchmarks/report_generation.py [--out DIR] [--repeat 3]
         [--models reference_models/cnn.py reference_models/broken/mlp_detached_layer.py ...]
 
-Also renders the synthetic report of ``nndiag.writers.demo`` (every plot kind, 3 subjects), so
+Also renders the synthetic report of ``tests/fixtures/demo_report.py`` (every plot kind, 3 subjects), so
 the numbers exist even where the reference data is missing. ``--out`` keeps the HTML/CSV files.
 """
 
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import nndiag
     from nndiag.writers import svg
-    from nndiag.writers.demo import demo_report
+    sys.path.insert(0, str(REPO / "tests"))
+    from fixtures.demo_report import demo_report
 
     t = time.perf_counter()
     svg._mpl()

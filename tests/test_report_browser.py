@@ -143,7 +143,7 @@ def test_reference_cnn_report_in_chromium(tmp_path):
 
 def test_demo_report_with_every_plot_in_chromium(tmp_path):
     from nndiag.writers import html as html_writer
-    from nndiag.writers.demo import demo_report
+    from fixtures.demo_report import demo_report
 
     page = html_writer.render(demo_report(2))
     rec = _check_page(page, tmp_path / "demo.html", tmp_path, "report-demo")

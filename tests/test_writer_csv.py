@@ -11,7 +11,7 @@ import pytest
 from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 from nndiag.writers import csv_writer
 from nndiag.writers.csv_writer import COLUMNS, neutralise, read_csv, render, report_rows
-from nndiag.writers.demo import demo_report
+from fixtures.demo_report import demo_report
 
 
 def _report() -> Report:

@@ -14,7 +14,7 @@ from nndiag import chartkit
 from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 from nndiag.writers import draw, svg
 from nndiag.writers import html as html_writer
-from nndiag.writers.demo import EVIL, demo_report
+from fixtures.demo_report import EVIL, demo_report
 
 
 class _Collect(HTMLParser):
