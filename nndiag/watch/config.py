@@ -145,3 +145,14 @@ def make_config(config: WatchConfig | None, policy: str | Mapping[str, str] | No
             raise UsageError(f"{key}={overrides[key]!r} must be a positive integer.",
                              hint=f"e.g. {key}=25.")
     return dataclasses.replace(base, policy=pol, profile=prof, **dict(overrides))
+
+
+def threshold_table() -> str:
+    """The markdown table of every number in WatchConfig (docs/watch.md embeds it; a test checks)."""
+    rows = ["| setting | default | meaning | source |", "|---|---|---|---|"]
+    for f in dataclasses.fields(WatchConfig):
+        if f.name in ("policy", "profile"):
+            continue
+        source = f.metadata.get("source", "").replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {f.default:g} | {f.metadata.get('help', '')} | {source} |")
+    return "\n".join(rows)

@@ -8,6 +8,7 @@ series, limits and marks) that the HTML writer draws as timelines.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
@@ -30,7 +31,16 @@ def result(check: Check, tl: Timeline, seconds: float = 0.0, skipped: str = "") 
                       for e in check.events]
     metrics = {k: v for k, v in check.metrics(tl).items() if v is not None}
     return ProbeResult(check.id, Status(check.status), check.summary(tl),
-                       tuple(finding(e) for e in check.events), metrics, data, seconds)
+                       tuple(finding(e) for e in check.events), metrics, data, seconds,
+                       description=check.title, settings=settings(check))
+
+
+def settings(check: Check) -> tuple[dict, ...]:
+    """The thresholds ``check`` ran with: applied value, default, source, meaning."""
+    fields = {f.name: f for f in dataclasses.fields(type(check.cfg))}
+    return tuple({"name": n, "value": getattr(check.cfg, n), "default": fields[n].default,
+                  "source": fields[n].metadata.get("source", ""), "help": fields[n].metadata.get("help", "")}
+                 for n in check.uses if n in fields)
 
 
 def build_report(name: str, checks: Iterable[Check], tl: Timeline,

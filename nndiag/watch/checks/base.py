@@ -16,6 +16,7 @@ class Check:
 
     id = "watch.?"
     title = ""
+    uses: tuple[str, ...] = ()  # the WatchConfig fields it judges with (the report's threshold table)
 
     def __init__(self, config) -> None:
         self.cfg = config

@@ -26,6 +26,7 @@ MAX_LAYERS_CHARTED = 8
 
 class GradientsCheck(Check):
     id = "watch.gradients"
+    uses = ("exploding_growth", "exploding_abs", "vanishing_ratio", "vanishing_abs", "sustain", "norm_every")
     title = "Gradient norms per layer"
 
     def __init__(self, config) -> None:

@@ -38,6 +38,7 @@ class _Blocks:
 
 class LossCheck(Check):
     id = "watch.loss"
+    uses = ("spike_sigma", "spike_window", "spike_warmup", "divergence_factor", "log_every")
     title = "Loss spikes and divergence"
 
     def __init__(self, config) -> None:
@@ -117,6 +118,7 @@ class LossCheck(Check):
 
 class PlateauCheck(Check):
     id = "watch.plateau"
+    uses = ("plateau_steps", "plateau_high", "log_every")
     title = "Plateau"
 
     def __init__(self, config) -> None:

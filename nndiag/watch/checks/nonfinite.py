@@ -16,6 +16,7 @@ from nndiag.watch.timeline import Timeline
 
 class NanCheck(Check):
     id = "watch.nan"
+    uses = ("norm_every",)
     title = "Non-finite loss and gradients"
 
     def __init__(self, config) -> None:

@@ -16,6 +16,7 @@ from nndiag.watch.timeline import Timeline
 
 class AmpCheck(Check):
     id = "watch.amp"
+    uses = ("amp_min_scale", "amp_max_consecutive_skips")
     title = "Mixed precision (GradScaler)"
 
     def __init__(self, config) -> None:

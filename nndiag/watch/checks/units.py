@@ -100,11 +100,13 @@ class _FractionCheck(Check):
 
 class UnitsCheck(_FractionCheck):
     id = "watch.units"
+    uses = ("dead_warn_fraction", "dead_fail_fraction", "dead_min_observations", "sample_every", "sustain")
     title = "Dead ReLU units"
 
 
 class SaturationCheck(_FractionCheck):
     id = "watch.saturation"
+    uses = ("saturation_input", "saturation_unit", "saturation_warn_fraction", "dead_fail_fraction", "sample_every")
     title = "Saturated sigmoid/tanh units"
     series_name = "saturated"
     noun = "saturated"

@@ -20,6 +20,7 @@ MAX_LAYERS_CHARTED = 8
 
 class UpdatesCheck(Check):
     id = "watch.updates"
+    uses = ("update_ratio_low", "update_ratio_high", "frozen_samples", "sample_every", "sustain")
     title = "Update/weight ratio and frozen parameters"
 
     def __init__(self, config) -> None:
