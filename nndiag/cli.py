@@ -59,11 +59,13 @@ def main() -> None:
               "fetch the full MNIST through torchvision; needs a network).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help=option_help("threads") + "  [default: torch's own]")
+@click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+              help=option_help("time_limit") + "  [default: the file's nndiag_config time_limit, else 300]")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show full tracebacks of errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every finding in full, and the run metadata.")
 def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif_path, reports, seed, device,
-          fail_on, settings, weights, data_dir, download, threads, show_traceback, quiet,
+          fail_on, settings, weights, data_dir, download, threads, time_limit, show_traceback, quiet,
           verbose) -> None:
     """Check one or more model files.
 
@@ -73,10 +75,19 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
     from nndiag.run_metadata import remember_command
 
     remember_command()  # the command line as typed, for the report's run metadata
+    from nndiag.isolation import note_exit, run_cli_isolated, should_isolate
+
+    if should_isolate():  # a model file that ends the process must not look like success
+        sys.exit(run_cli_isolated(["check", *_as_args(click.get_current_context())]))
     from nndiag.progress import progress_display
     from nndiag.plugins import PluginHost
     from nndiag.runner import check_paths
 
+    try:  # relative report paths mean the folder nndiag was started in, whatever the file does
+        json_path, csv_path, html_path = (_output_path(flag, p) for flag, p in (
+            ("--json", json_path), ("--csv", csv_path), ("--html", html_path)))
+    except NndiagError as exc:
+        _fail_usage(exc, show_traceback)
     if data_dir:
         os.environ["NNDIAG_DATA_DIR"] = str(Path(data_dir).resolve())
     if download:
@@ -87,15 +98,16 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
         preload()
     try:
         options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
-                             settings=parse_settings(settings), weights=weights, threads=threads)
+                             settings=parse_settings(settings), weights=weights, threads=threads,
+                             time_limit=time_limit)
         with progress_display(quiet=quiet) as progress:
             host = PluginHost(options.extra_plugins)  # one per run: probes, writers, listeners
             targets = _report_targets(host, json_path, csv_path, html_path, reports,
                                       junit_path=junit_path, sarif_path=sarif_path)
             report = check_paths(files, options, progress=progress, host=host)
+        _write_reports(report, targets, host)
     except NndiagError as exc:
         _fail_usage(exc, show_traceback)
-    _write_reports(report, targets, host)
     to_stdout = any(path == "-" for _, _, path in targets)
     from nndiag.writers import text
 
@@ -105,7 +117,47 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
 
     if github.enabled():  # annotations on the pull request, at the user's source lines
         click.echo(github.render(report), nl=False, err=to_stdout)
-    sys.exit(report.exit_code(fail_on))
+    code = report.exit_code(fail_on)
+    note_exit(code)
+    sys.exit(code)
+
+
+def _as_args(ctx: click.Context) -> list[str]:
+    """The command line that gives ``ctx.params`` again (for the isolated child process)."""
+    args: list[str] = []
+    positional: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if isinstance(p, click.Argument):
+            positional += [str(v) for v in value] if isinstance(value, (tuple, list)) else [str(value)]
+        elif value is None or value == () or value is False:
+            continue
+        elif getattr(p, "is_flag", False):
+            args.append(p.opts[0])
+        elif p.multiple:
+            for v in value:
+                args += [p.opts[0], str(v)]
+        else:
+            args += [p.opts[0], str(value)]
+    return args + ["--", *positional]
+
+
+def _output_path(flag: str, path: str | None) -> str | None:
+    """``path`` made absolute (a file that changes the working folder must not move the report);
+    UsageError when it is a folder or its parent is a file."""
+    if not path or path == "-":
+        return path
+    from nndiag.errors import UsageError
+
+    target = Path(path).expanduser().resolve()
+    if target.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; the report needs a file name.",
+                         hint=f"Write e.g. {flag} {Path(path) / ('report' + flag.replace('--', '.'))}.")
+    parent = next((p for p in target.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"cannot write the {flag} report to {path}: {parent} is a file, not a folder.",
+                         hint=f"Pick another path for {flag}.")
+    return str(target)
 
 
 @main.command()
@@ -182,6 +234,9 @@ def _fail_usage(exc: NndiagError, show_traceback: bool) -> None:
 
         traceback.print_exc()
     click.echo(f"nndiag: error: {exc}", err=True)
+    from nndiag.isolation import note_exit
+
+    note_exit(2)
     sys.exit(2)
 
 

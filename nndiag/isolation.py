@@ -208,7 +208,11 @@ def early_exit_message(rc: int, stage: str) -> str:
         return (f"the model file ended the process with {name} ({what}){where}, so nothing was "
                 "reported. Run the file's code on its own (python FILE) to find the line, or "
                 "check it with --probe to narrow it down.")
-    return (f"the model file ended the process early with exit status {rc}{where} (os._exit, or "
-            "exit() from C code), so nothing was reported. Remove the exit from the code nndiag "
-            "runs (import, build_model, the data, the loss), e.g. put script code under "
-            "`if __name__ == '__main__':`.")
+    if rc == 0:
+        return (f"the model file ended the process early with exit status 0{where} (os._exit, or "
+                "exit() from C code), so nothing was reported. Remove the exit from the code nndiag "
+                "runs (import, build_model, the data, the loss), e.g. put script code under "
+                "`if __name__ == '__main__':`.")
+    return (f"the check ended early with exit status {rc}{where} before reporting anything: the "
+            "model file's code ended the process (os._exit, exit() from C code), or nndiag itself "
+            "crashed (its traceback is above; please report it).")

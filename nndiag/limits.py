@@ -16,6 +16,7 @@ import dataclasses
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -52,17 +53,32 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     if not usable:
         yield
         return
+    # Someone else's alarm (pytest-timeout's signal method, the user's own) may be pending: it
+    # keeps its deadline and its handler, and is re-armed afterwards.
+    start = time.monotonic()
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    outer = {"pending": outer_left > 0}
+    previous = signal.getsignal(signal.SIGALRM)
 
     def _expired(signum, frame):
+        elapsed = time.monotonic() - start
+        if outer["pending"] and elapsed < seconds and callable(previous):
+            outer["pending"] = False
+            signal.setitimer(signal.ITIMER_REAL, max(seconds - elapsed, 1e-3))
+            previous(signum, frame)  # the outer deadline came first: its handler decides
+            return
         raise ProbeTimeout()
 
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, min(outer_left, seconds) if outer["pending"] else float(seconds))
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer["pending"]:
+            left = outer_left - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer_interval)
 
 
 def validate_time_limit(value: Any, source: str = "--time-limit") -> float | None:

@@ -49,6 +49,9 @@ class RunOptions:
     threads: int | None = option(None, cli="--threads", pytest=True,
                                  help="Torch CPU threads while the probes run (1 is fastest for small models "
                                  "on a busy machine).")
+    time_limit: float | None = option(None, cli="--time-limit", in_file=True,
+                                      help="Seconds one probe may run; past it the probe skips, saying what "
+                                      "it was doing (0: no limit).")
 
 
 def run_option_fields() -> tuple[dataclasses.Field, ...]:

@@ -8,6 +8,7 @@ with their message; and restore the user's random generators afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from contextlib import contextmanager
@@ -17,7 +18,15 @@ from typing import Any, Callable, Iterable
 from nndiag.errors import ModelFileError, NndiagError, ProbeSkipped, SubjectError, UsageError
 from nndiag.options import RunOptions, probe_settings, validate_file_config
 from nndiag.passes import plan_passes
-from nndiag.report import ProbeResult, Report, Status, SubjectReport
+from nndiag.isolation import ProcessExit, exits_raise, note_stage, preserved_process_state
+from nndiag.limits import (
+    DEFAULT_TIME_LIMIT,
+    memory_refusal,
+    validate_probe_config,
+    validate_seed,
+    validate_time_limit,
+)
+from nndiag.report import Finding, ProbeResult, Report, Status, SubjectReport
 from nndiag.run_metadata import now_utc, with_run_metadata
 from nndiag.source_lines import locate_findings
 
@@ -55,6 +64,7 @@ def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
     started, configs = now_utc(), []  # for the report's run metadata
     reports = []
     for path in paths:
+        note_stage(f"importing {path}")
         try:
             subject = load_model_file(path, weights=options.weights)
         except ModelFileError as exc:
@@ -85,7 +95,7 @@ def check_subject(subject, options: RunOptions | None = None,
     """Run the selected probes on one Subject; the user's generators are restored afterwards."""
     from nndiag.plugins import PluginHost
     from nndiag.probe import ProbeContext, build_config, describe_result
-    from nndiag.seeding import preserved_rng, seed_everything
+    from nndiag.seeding import seed_everything
     from nndiag.subject import Workbench
 
     options = options or RunOptions()
@@ -100,8 +110,19 @@ def check_subject(subject, options: RunOptions | None = None,
     if not specs:
         raise UsageError(f"No probe left to run on {subject.name}: every selected probe is skipped.",
                          hint="Check --probe/--skip and the file's nndiag_config.")
-    seed = int(options.seed if options.seed is not None else cfg.get("seed", 0))
+    from_cli = options.seed is not None
+    seed = validate_seed(options.seed if from_cli else cfg.get("seed", 0),
+                         "--seed" if from_cli else f"nndiag_config['seed'] of {subject.name}")
     device = resolve_device(options.device or cfg.get("device", "cpu"))
+    limit = validate_time_limit(
+        options.time_limit if options.time_limit is not None else cfg.get("time_limit", DEFAULT_TIME_LIMIT),
+        "--time-limit" if options.time_limit is not None else f"nndiag_config['time_limit'] of {subject.name}")
+    check_setting_ids(options.settings, available)
+    configs = []
+    for spec in specs:  # every setting is checked before anything runs
+        config = build_config(spec.cls, probe_settings(spec.id, cfg, options))
+        validate_probe_config(spec.id, config)
+        configs.append(config)
 
     # Plan the measurement passes of the selected probes, so each is computed once (nndiag.passes).
     plan = plan_passes(spec.cls(build_config(spec.cls, probe_settings(spec.id, cfg, options))) for spec in specs)
@@ -109,17 +130,85 @@ def check_subject(subject, options: RunOptions | None = None,
     bench = Workbench(subject, device=device, seed=seed)
     shared: dict[Any, Any] = {}
     results = []
-    with preserved_rng(), torch_threads(options.threads):
-        for index, spec in enumerate(specs):
+    with preserved_process_state(), exits_raise(), torch_threads(options.threads):
+        failure, loss_error = file_level_failure(bench, limit)
+        if failure is not None:
+            return failure
+        for index, (spec, config) in enumerate(zip(specs, configs)):
             if progress is not None:
                 progress(subject.name, spec.id, index, len(specs))
-            config = build_config(spec.cls, probe_settings(spec.id, cfg, options))
+            note_stage(f"running the {spec.id} probe on {subject.name}")
             seed_everything(seed)
-            result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id, plan))
+            refusal = memory_refusal(bench.model_bytes, bench.free_bytes, spec.id)
+            if refusal:
+                result = ProbeResult(spec.id, Status.SKIP, f"skipped: {refusal}")
+            else:
+                result = run_probe(spec.cls(config), ProbeContext(bench, shared, spec.id, plan), time_limit=limit)
             result = describe_result(result, spec.cls, config)  # what writers need, from the class
             results.append(result)
             host.probe_finished(subject.name, result)
-    return SubjectReport(subject.name, tuple(results))
+    report = SubjectReport(subject.name, tuple(results))
+    if loss_error is not None and not any(r.status in (Status.WARN, Status.FAIL) for r in results):
+        # The loss cannot be computed and no probe found why: that is the one thing to say.
+        return SubjectReport(subject.name, load_error=str(loss_error), load_error_details="".join(
+            traceback.format_exception(loss_error)))
+    return collapse_repeated_errors(report)
+
+
+def check_setting_ids(settings, available) -> None:
+    """UsageError for a --set (or settings=) naming a probe that does not exist."""
+    unknown = sorted(set(settings or {}) - set(available))
+    if unknown:
+        raise UsageError(f"Unknown probe id {unknown[0]!r} in the settings (--set {unknown[0]}.KEY=VALUE).",
+                         hint=f"Known probes: {', '.join(available)}.")
+
+
+def file_level_failure(bench, limit: float | None) -> tuple[SubjectReport | None, SubjectError | None]:
+    """A load-error report when the model, its data or its optimizer cannot be produced at all (or
+    would not fit in memory): said once, at file level, instead of once per probe. Also the error of
+    a loss that cannot be computed, which the caller weighs after the probes ran."""
+    from nndiag.limits import ProbeTimeout, available_bytes, estimate_model_bytes, time_limit
+
+    name = bench.subject.name
+    bench.model_bytes = estimate_model_bytes(bench.subject)
+    bench.free_bytes = available_bytes(bench.device)
+    refusal = memory_refusal(bench.model_bytes, bench.free_bytes, None)
+    if refusal:
+        return SubjectReport(name, load_error=refusal), None
+    note_stage(f"building the model, the data and the loss of {name}")
+    try:
+        with time_limit(limit):
+            return None, bench.preflight()
+    except SubjectError as exc:
+        return SubjectReport(name, load_error=str(exc),
+                             load_error_details=traceback.format_exc()), None
+    except ProbeTimeout:
+        return SubjectReport(name, load_error=(
+            f"Building the model and computing one loss did not finish "
+            f"within the time limit of {limit:g} s (it was running {bench.activity or 'the file'}). "
+            "Raise it with --time-limit SECONDS (or nndiag_config['time_limit']), or check a smaller "
+            "model or batch.")), None
+
+
+def collapse_repeated_errors(report: SubjectReport) -> SubjectReport:
+    """One message for an error several probes hit: the first keeps it, the others point to it;
+    when every probe hit the same one, it becomes the file-level error."""
+    errors = [r for r in report.results if r.status is Status.ERROR]
+    if len(errors) < 2:
+        return report
+    if len(errors) == len(report.results) and len({r.summary for r in errors}) == 1:
+        return SubjectReport(report.subject, load_error=errors[0].summary,
+                             load_error_details=errors[0].details)
+    first: dict[str, str] = {}
+    results = []
+    for r in report.results:
+        if r.status is Status.ERROR and r.summary in first:
+            same = f"the same error as the {first[r.summary]} probe (see there)"
+            r = dataclasses.replace(r, summary=same, findings=(Finding(Status.ERROR, same),))
+        elif r.status is Status.ERROR:
+            first[r.summary] = r.probe
+        results.append(r)
+    return dataclasses.replace(report, results=tuple(results))
 
 
 _WARM = False
@@ -161,15 +250,33 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def run_probe(probe, ctx) -> ProbeResult:
-    """Run one probe; skips, user-code errors and probe crashes become results, never exceptions."""
+def run_probe(probe, ctx, time_limit: float | None = None) -> ProbeResult:
+    """Run one probe; skips, user-code errors and probe crashes become results, never exceptions.
+
+    Past ``time_limit`` seconds the probe ends as ``skip``, saying what it was running.
+    """
+    from nndiag.limits import ProbeTimeout
+    from nndiag.limits import time_limit as limited
     from nndiag.probe import Outcome
 
     out = Outcome()
     start = time.perf_counter()
     details = ""
     try:
-        probe.run(ctx, out)
+        with limited(time_limit):
+            probe.run(ctx, out)
+    except ProbeTimeout:
+        doing = getattr(ctx.bench, "activity", "") or "its own computation"
+        out.findings.clear()  # a partial verdict is no verdict: slowness is not a finding
+        out.skip_reason = (f"stopped at the time limit of {time_limit:g} s while running {doing}; "
+                           "nothing is judged. Raise it with --time-limit SECONDS (or "
+                           "nndiag_config['time_limit']), or check a smaller model or batch.")
+        out.summary = f"time limit {time_limit:g} s: stopped in {doing} (raise --time-limit)"
+    except (SystemExit, ProcessExit) as exc:  # user code reached without the workbench
+        how = f"sys.exit({exc.code})" if isinstance(exc, SystemExit) else str(exc)
+        msg = (f"the model file's code called {how} while the {probe.id} probe ran, which would end "
+               "nndiag's process. Remove the exit (raise an exception instead).")
+        return _error_result(probe.id, msg, traceback.format_exc(), time.perf_counter() - start, out)
     except ProbeSkipped as exc:
         out.skip_reason = exc.reason
         out.summary = out.summary or f"skipped: {exc.reason}"
@@ -177,6 +284,12 @@ def run_probe(probe, ctx) -> ProbeResult:
         details = traceback.format_exc()
         return _error_result(probe.id, str(exc), details, time.perf_counter() - start, out)
     except Exception as exc:  # noqa: BLE001 - a probe bug must not take down the whole run
+        if "not supported on ScriptModules" in str(exc):  # hooks: TorchScript has none
+            out.findings.clear()
+            out.skip_reason = ("this probe watches the forward pass with hooks, which TorchScript "
+                               "modules do not support; check the Python module before scripting it.")
+            return ProbeResult(probe.id, Status.SKIP, f"skipped: {out.skip_reason}",
+                               seconds=time.perf_counter() - start)
         details = traceback.format_exc()
         msg = (f"the {probe.id} probe crashed with {type(exc).__name__}: {exc}. This is a bug in "
                "the probe; please report it with the output of --traceback.")
