@@ -84,8 +84,9 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
     from nndiag.runner import check_paths
 
     try:  # relative report paths mean the folder nndiag was started in, whatever the file does
-        json_path, csv_path, html_path = (_output_path(flag, p) for flag, p in (
-            ("--json", json_path), ("--csv", csv_path), ("--html", html_path)))
+        json_path, csv_path, html_path, junit_path, sarif_path = (_output_path(flag, p) for flag, p in (
+            ("--json", json_path), ("--csv", csv_path), ("--html", html_path), ("--junit", junit_path),
+            ("--sarif", sarif_path)))
     except NndiagError as exc:
         _fail_usage(exc, show_traceback)
     if data_dir:

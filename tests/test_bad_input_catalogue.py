@@ -513,3 +513,11 @@ def test_memory_estimate_does_not_allocate():
 
     subject = Subject("huge", model_factory=lambda: torch.nn.Embedding(10**9, 64))
     assert estimate_model_bytes(subject) == 10**9 * 64 * 4
+
+
+@pytest.mark.parametrize("flag", ["--junit", "--sarif"])
+def test_ci_report_to_a_folder_is_a_usage_error(tmp_path, flag):
+    path = _prepare(tmp_path, Case(GOOD, 2, ()))
+    (tmp_path / "adir").mkdir()
+    result = CliRunner().invoke(main, ["check", str(path), "--probe", "params", flag, str(tmp_path / "adir")])
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
