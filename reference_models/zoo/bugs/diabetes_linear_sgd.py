@@ -26,4 +26,4 @@ loss_fn = nn.MSELoss()
 
 
 def build_optimizer(params):
-    return torch.optim.SGD(params, lr=0.252)
+    return torch.optim.SGD(params, lr=0.25)
