@@ -343,25 +343,44 @@ class Workbench:
         loss = self._user_call("loss_fn(output, targets)", self.subject.loss_fn, output, targets)
         return self.check_loss(loss, "loss_fn(output, targets)")
 
-    def train_one_step(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any
-    ) -> float:
-        """One whole update; returns the loss as a float (it may be NaN/Inf).
+    def step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any, *,
+             guard: Callable[[torch.nn.Module], bool] | None = None, keep_output: bool = False) -> "StepResult":
+        """One training step, the one every probe and pass uses.
 
         With the user's ``train_step`` it is called as written (its mistakes are what the probes
-        look for); otherwise nndiag does ``zero_grad``, loss, ``backward`` and ``step``.
+        look for); otherwise nndiag does ``zero_grad``, loss, ``backward`` and ``step``. ``guard``
+        (e.g. "every gradient is finite") is checked after backward: when it fails the update is
+        not applied, and a non-finite loss is not backpropagated (a user ``train_step`` is checked
+        after its own update). ``keep_output`` keeps the model's output (``loss_fn`` files only).
         """
         s = self.subject
         if s.train_step is not None:
             out = self._user_call(
                 "train_step(model, optimizer, batch)", s.train_step, model, optimizer, batch
             )
-            return loss_as_float(out, "train_step(model, optimizer, batch)")
+            loss = loss_as_float(out, "train_step(model, optimizer, batch)")
+            return StepResult(loss, None, guard(model) if guard is not None else None)
         optimizer.zero_grad(set_to_none=True)
-        loss = self.compute_loss(model, batch)
-        self.backward(loss)
-        optimizer.step()
-        return float(loss.detach())
+        output = None
+        if keep_output and s.training_step is None:
+            output = self.forward(model, batch)
+            loss_t = self.loss_of_output(output, batch)
+        else:
+            loss_t = self.compute_loss(model, batch)
+        loss = float(loss_t.detach())
+        if guard is not None and not math.isfinite(loss):
+            return StepResult(loss, output, True)
+        self.backward(loss_t)
+        ok = guard(model) if guard is not None else None
+        if ok is not False:
+            optimizer.step()
+        return StepResult(loss, output, ok)
+
+    def train_one_step(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any
+    ) -> float:
+        """One whole update (:meth:`step`); returns the loss as a float (it may be NaN/Inf)."""
+        return self.step(model, optimizer, batch).loss
 
     def backward(self, loss: torch.Tensor) -> None:
         """``loss.backward()`` with the usual mistakes explained."""
@@ -405,9 +424,11 @@ class Workbench:
             ) from exc
 
     @property
-    def has_own_step(self) -> bool:
+    def uses_train_step(self) -> bool:
         """True when the user's ``train_step`` does the whole update (zero_grad/backward/step)."""
         return self.subject.train_step is not None
+
+    has_own_step = uses_train_step  # the older name: "own" meant the user's
 
 
 def _exit_error(what: str, how: str) -> SubjectError:
@@ -543,6 +564,16 @@ def _own_copy(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> t
             f"one like it: {describe_exception(exc)}",
             hint="Build the optimizer from the params argument: `return torch.optim.SGD(params, lr=0.1)`.",
         ) from exc
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One training step: the loss (may be NaN/Inf), the model's output when kept, and the
+    guard's verdict (None when there was no guard)."""
+
+    loss: float
+    output: Any = None
+    grads_finite: bool | None = None
 
 
 def loss_as_float(value: Any, what: str) -> float:

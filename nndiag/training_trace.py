@@ -166,19 +166,8 @@ def _one_step(bench: Workbench, model, optimizer, batch) -> tuple[float, bool]:
     With nndiag's own step the gradients are checked before ``optimizer.step()`` so that a
     non-finite gradient never reaches the weights; a user ``train_step`` is checked after.
     """
-    if bench.has_own_step:
-        loss = bench.train_one_step(model, optimizer, batch)
-        return loss, _grads_finite(model)
-    optimizer.zero_grad(set_to_none=True)
-    loss_t = bench.compute_loss(model, batch)
-    loss = float(loss_t.detach())
-    if not math.isfinite(loss):
-        return loss, True
-    bench.backward(loss_t)
-    finite = _grads_finite(model)
-    if finite:
-        optimizer.step()
-    return loss, finite
+    result = bench.step(model, optimizer, batch, guard=_grads_finite)
+    return result.loss, bool(result.grads_finite)
 
 
 def _grads_finite(model: torch.nn.Module) -> bool:
