@@ -111,6 +111,13 @@ def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optim
     if loss_fn is None and training_step is None and train_step is None:
         raise UsageError("check() needs loss_fn=, training_step= or train_step=.",
                          hint="e.g. loss_fn=torch.nn.CrossEntropyLoss().")
+    if isinstance(loss_fn, type):
+        raise UsageError(f"loss_fn= is the class {loss_fn.__name__}, not a loss object.",
+                         hint=f"Pass loss_fn=torch.nn.{loss_fn.__name__}() (with parentheses).")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        # The user's own optimizer object: nndiag builds one like it over each copy's parameters
+        # (nndiag.subject._own_copy) and never steps this one.
+        optimizer = (lambda params, given=optimizer: given)
     if name is None:  # the instance's class, or the factory's own name (a lambda has none)
         name = type(user_model).__name__ if user_model is not None else getattr(model, "__name__", "model")
         name = "model" if name == "<lambda>" else name

@@ -521,3 +521,31 @@ def test_ci_report_to_a_folder_is_a_usage_error(tmp_path, flag):
     (tmp_path / "adir").mkdir()
     result = CliRunner().invoke(main, ["check", str(path), "--probe", "params", flag, str(tmp_path / "adir")])
     assert result.exit_code == 2 and "is a folder" in result.output, result.output
+
+
+def test_api_loss_class_is_a_usage_error():
+    import torch
+
+    import nndiag
+    from nndiag.errors import UsageError
+
+    with pytest.raises(UsageError, match="the class CrossEntropyLoss"):
+        nndiag.check(model=torch.nn.Linear(4, 3), batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
+                     loss_fn=torch.nn.CrossEntropyLoss)
+
+
+def test_api_accepts_the_users_optimizer_object_and_leaves_it_alone():
+    import torch
+
+    import nndiag
+
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    report = nndiag.check(model=model, batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))),
+                          loss_fn=torch.nn.CrossEntropyLoss(), optimizer=opt, probes=["updates", "lr-range"],
+                          settings={"lr-range": {"num_it": 8}}, threads=1)
+    assert {r.probe: r.status.value for r in report.subjects[0].results}.keys() == {"updates", "lr-range"}
+    assert "error" not in {r.status.value for r in report.subjects[0].results}, report.subjects[0]
+    assert opt.param_groups[0]["lr"] == 0.1 and not opt.state
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
