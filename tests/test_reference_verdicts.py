@@ -136,3 +136,17 @@ def test_healthy_reference_model_gets_no_fail(name, trained, tmp_path):
         if status == "warn":
             assert (name, probe, trained) in HEALTHY_WARNINGS, (
                 f"{name} warns on {probe}: fix the false alarm or document the reason")
+
+
+@pytest.mark.parametrize("key", [
+    "reference_models/broken/digits_all_frozen.py",      # frozen, with no trainable parameter at all
+    "reference_models/zoo/bugs/digits_mlp_custom_loop.py",  # frozen: zero_grad between backward and step
+    "reference_models/zoo/bugs/digits_mlp_dataframe.py",    # wrong_output: every target is class 0
+    "reference_models/zoo/bugs/blobs_binary_logsoftmax.py",  # frozen: log_softmax over one unit
+])
+def test_bug_file_shows_its_manifest_symptom_in_plain_pytorch(key):
+    """A short plain-PyTorch run (the zoo validator, 30 steps, seed 0) shows the manifest's symptom."""
+    from reference_models.zoo.validate import validate_file
+
+    result = validate_file(key, "bugs", BUG_MANIFEST[key], seeds=[0], steps=30)
+    assert result["verdict"] == "ok", result

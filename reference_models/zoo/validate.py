@@ -178,6 +178,10 @@ def train(subject, seed: int, steps: int = DEFAULT_STEPS) -> TrainTrace:
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # every parameter frozen: torch optimizers refuse an empty list, and nothing can change
+        return TrainTrace(losses=[], accuracies=[], seed=seed, steps=steps, unchanged=list(before),
+                          trainable=[], parameters=sum(p.numel() for p in model.parameters()),
+                          parameter_tensors=len(before))
     optimizer = (subject.optimizer_factory or (lambda ps: torch.optim.Adam(ps, lr=1e-3)))(params)
     data = _cycle(subject.batches)
     losses: list[float] = []
