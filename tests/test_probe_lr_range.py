@@ -249,7 +249,7 @@ def test_configured_lr_bands_follow_the_sweep(seed):
     assert near.metrics["lr_over_divergence"] == pytest.approx(0.7, rel=1e-6)
     past = _blob_classifier(1.5 * div, seed)
     assert past.status.value == "fail" and past.findings[0].metric == "lr_over_divergence"
-    slow = _blob_classifier(0.05 * start, seed)  # 20x below where the loss starts to fall: warn
+    slow = _blob_classifier(0.02 * start, seed)  # 50x below where the loss starts to fall: warn
     assert slow.status.value == "warn" and slow.findings[0].metric == "lr_over_descent_start"
     stuck = _blob_classifier(0.002 * start, seed)  # 500x below: fail
     assert stuck.status.value == "fail" and stuck.findings[0].metric == "lr_over_descent_start"

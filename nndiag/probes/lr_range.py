@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nndiag.batches import batch_size
 from nndiag.hookspecs import hookimpl
 from nndiag.lr_sweep import BlowupWatch, EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
@@ -44,7 +45,7 @@ class LrRangeConfig:
                                    "25-100%, flat broken ones 0% (docs/probes/lr-range.md)",
                                    "below this relative fall of the loss (median of 5 raw losses vs. "
                                    "its untrained level) the curve is called flat: no verdict")
-    low_warn: float = threshold(0.1, "measured on the zoo: docs/probes/lr-range.md",
+    low_warn: float = threshold(0.03, "measured on the zoo: docs/probes/lr-range.md",
                                 "warn when the configured LR is below this fraction of the LR where "
                                 "the sweep's loss starts to fall (lr_over_descent_start)")
     low_fail: float = threshold(0.01, "measured on the zoo: docs/probes/lr-range.md",
@@ -116,7 +117,10 @@ class LrRangeProbe(Probe):
 
         curve = SweepCurve(num_it=cfg.num_it)
         smoother, best = EmaSmoother(cfg.beta), [math.inf]
-        watch = BlowupWatch(cfg.num_it // 10, cfg.min_descent)
+        # Small batches make single-step losses noisy (a batch of 2 swings by 2x): the median that
+        # tells a blow-up from noise then spans enough steps to cover ~32 samples (5 at 8+).
+        window = min(15, max(5, math.ceil(32 / max(1, batch_size(batches[0])))))
+        watch = BlowupWatch(cfg.num_it // 10, cfg.min_descent, window=window)
         start = time.perf_counter()
         for i, lr in enumerate(exp_lrs(cfg.start_lr, cfg.end_lr, cfg.num_it)):
             _set_group_lrs(opt, [lr * r for r in ratios])
@@ -137,7 +141,7 @@ class LrRangeProbe(Probe):
                      metric="first_loss")
             out.summary = f"cannot judge: the loss is {curve.losses[0]} before any update"
             return
-        sug = suggest(curve)
+        sug = suggest(curve, median_window=window)
         descends = sug.descent >= cfg.min_descent
         # Where training at a fixed LR would blow up: the first LR past the curve's lowest point at
         # which the (median) loss is back above its untrained level, or where the sweep had to stop
