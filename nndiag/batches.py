@@ -12,8 +12,6 @@ import torch
 
 from nndiag.errors import SubjectError
 
-BATCH_EXAMPLE = "def sample_batch():\n    return torch.randn(32, 784), torch.randint(0, 10, (32,))"
-
 
 def map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     """Apply ``fn`` to every tensor inside nested tuples, lists and dicts; keep the structure."""

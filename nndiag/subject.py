@@ -593,11 +593,6 @@ def loss_as_float(value: Any, what: str) -> float:
     )
 
 
-def is_finite(x: float) -> bool:
-    """math.isfinite that accepts anything float() accepts."""
-    return math.isfinite(float(x))
-
-
 def copy_user_model(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
     """A factory of deep copies of the user's model: probes never touch the user's instance."""
     if isinstance(model, torch.jit.ScriptModule):
