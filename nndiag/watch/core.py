@@ -107,6 +107,8 @@ class Watch:
         small = [p for p in self._params if p.numel() <= SMALL_PARAM]
         self._small = small if small else self._params
         self.step_index = 0
+        self._random = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) or "Dropout" in type(m).__name__
+                           for m in model.modules())
         self.should_stop = False
         self.stop_event: Event | None = None
         self.seconds = 0.0
@@ -193,7 +195,8 @@ class Watch:
     # ---- hooks ------------------------------------------------------------------------------
     def _capture(self, module, args, kwargs) -> None:
         if module.training:
-            self._captured = Captured(args, kwargs, torch.get_rng_state())
+            # the RNG state only matters to a replay of random layers (5 KB copied per forward)
+            self._captured = Captured(args, kwargs, torch.get_rng_state() if self._random else None)
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
         if not self.external_gradients:
@@ -246,7 +249,9 @@ class Watch:
         self.recorder.record_step(loss if isinstance(loss, (torch.Tensor, float, int)) else None,
                                   lr, stepped)
         self.step_index += 1
-        if loss is not None and step % self.sync_every == 0:
+        # a NaN loss makes NaN gradients, which the step pre-hook already checked; only a step
+        # without an optimizer step needs its loss read now (the flush judges every loss anyway)
+        if loss is not None and step % self.sync_every == 0 and not stepped:
             self._check_loss(loss, step, stepped)
         self._arm_if_sample()
         if self.step_index % self.cfg.log_every == 0:

@@ -71,7 +71,8 @@ class Recorder:
         """Close one step: its loss (a device tensor, not synced), LR and whether the optimizer ran."""
         self._norms.append(self._pending if stepped else None)
         self._pending = None
-        self._losses.append(loss.detach().reshape(()).float() if isinstance(loss, torch.Tensor)
+        # detach only (one op): the reshape and dtype cast wait for the flush
+        self._losses.append(loss.detach() if isinstance(loss, torch.Tensor)
                             else (NAN if loss is None else float(loss)))
         self._lrs.append(lr)
         self._has_loss.append(loss is not None)
@@ -94,7 +95,8 @@ class Recorder:
         norms, losses = self._norms[:n], self._losses[:n]
         del self._norms[:n], self._losses[:n]
         tensors = [x for x in losses if isinstance(x, torch.Tensor)]
-        values = iter(torch.stack(tensors).tolist()) if tensors else iter(())
+        values = iter(torch.stack([t.reshape(()).float() for t in tensors]).tolist()) if tensors \
+            else iter(())
         timeline.loss.extend(next(values) if isinstance(x, torch.Tensor) else x for x in losses)
         timeline.has_loss.extend(self._has_loss[:n])
         del self._has_loss[:n]
