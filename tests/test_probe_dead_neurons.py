@@ -295,3 +295,16 @@ def test_own_step_with_a_forward_the_pass_cannot_call_skips_with_the_reason():
 
     res = run(model=NeedsHidden(), batch=data(), train_step=step)
     assert res.status == Status.SKIP and "your train_step calls it its own way" in res.summary
+
+
+ZOO = Path(__file__).resolve().parents[1] / "reference_models" / "zoo"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_squeeze_excitation_gate_left_with_one_unit_is_not_a_collapse(seed):
+    """zoo/healthy/squeeze_excitation_cnn.py: a 4-unit SE bottleneck keeps 1 live unit on seeds
+    0 and 2 (default init, and it trains); only a chain of such layers is a collapse."""
+    res = nndiag.check(ZOO / "healthy" / "squeeze_excitation_cnn.py", probes=["dead-neurons"],
+                       seed=seed).subjects[0].result("dead-neurons")
+    assert res.status == Status.PASS, res.findings
+    assert res.metrics["one_live_unit_layers"] <= 1

@@ -120,14 +120,18 @@ def test_multi_hot_targets_with_softmax():
     assert ok.status == Status.PASS, ok.findings
 
 
-def test_initial_loss_far_above_ln_c_fails():
+def test_initial_loss_far_above_ln_c_is_a_recorded_fact():
+    """Issue 9: a 3-class classifier starting at 4.5x ln 3 (unscaled inputs) trains; the zoo's
+    healthy files reach 1.67x and a bug 4.8x, so the ratio alone cannot fail."""
     x, y = data()
     model = Head()
     with torch.no_grad():
         model.fc2.weight.mul_(30.0)
     res = run(model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss())
-    assert res.status == Status.FAIL
+    assert res.status == Status.PASS
     assert res.metrics["initial_loss"] > 1.75 * math.log(4)
+    (f,) = [f for f in res.findings if f.metric == "initial_loss"]
+    assert f.severity == Status.PASS and "confident" in f.message
 
 
 def test_unknown_loss_skips():

@@ -182,7 +182,7 @@ def multilabel(seed=0):
 def test_saturated_output_sigmoid_under_bce_is_judged_where_float32_rounds(seed):
     x, y = multilabel(seed)
     torch.manual_seed(seed)
-    model = SigmoidOut(18.0)  # 49-62% of |logit| beyond 5, 6-12% beyond 17
+    model = SigmoidOut(12.0)  # 33-46% of |logit| beyond 5 (the +-5 rule fails it), 1-2% beyond 17
     res = run(seed, model=model, batch=(x, y), loss_fn=nn.BCELoss())
     assert res.status == Status.PASS, res.findings
     (row,) = res.data["layers"]
@@ -191,7 +191,7 @@ def test_saturated_output_sigmoid_under_bce_is_judged_where_float32_rounds(seed)
     assert row["judged_at"] == 17.0
     assert row["saturated_fraction_at_input_limit"] == pytest.approx(
         max(naive(pre)[0], naive(pre)[1] / 4))
-    assert row["saturated_fraction_at_input_limit"] > 0.4  # saturated by the usual bar: not vacuous
+    assert row["saturated_fraction_at_input_limit"] > 0.3  # saturated by the usual bar: not vacuous
     assert row["observations_beyond"] == pytest.approx(naive(pre, limit=17.0)[0])
     (fact,) = res.findings
     assert fact.severity == Status.PASS and "takes its log (BCELoss)" in fact.message

@@ -66,6 +66,10 @@ class DeadNeuronsConfig:
     init_excess: float = threshold(
         0.5, f"{_SOURCE} (a narrow layer's default-init fraction moves in steps of 1/width)",
         "...or when at least this fraction more of the layer is inactive than at the default init")
+    collapsed_layers_fraction: float = threshold(
+        0.5, f"{_SOURCE} (deep narrow stack: 10 of 16 layers with one live unit; healthy zoo at "
+        "most 1 of 6, a squeeze-excitation gate)",
+        "a layer left with one live unit fails when more than this fraction of the ReLU layers are")
     min_distinct_samples: int = threshold(
         32, "own measurement (docs/probes/dead-neurons.md): on fewer inputs a live unit is often "
         "inactive by chance", "below this many distinct inputs a layer above fail_fraction only warns, "
@@ -112,6 +116,7 @@ class DeadNeuronsProbe(Probe):
         candidates = [s for s in hard
                       if float(init_dead[s.label].float().mean()) > cfg.remeasure_fraction]
         after, baseline, why_not = self._second_look(ctx, candidates)
+        remeasured = {id(s) for s in candidates}  # Site holds tensors: compare by identity
         rows = []
         worst_init = worst_still = 0.0
         total_units = total_dead = 0
@@ -124,11 +129,11 @@ class DeadNeuronsProbe(Probe):
                    "dead": dead, "dead_fraction": frac, "observations": site.observations,
                    "leaky": not is_hard,
                    "active_fraction": (site.active.float() / max(site.observations, 1)).tolist()}
-            if site in candidates and after is not None and site.label in after:
+            if id(site) in remeasured and after is not None and site.label in after:
                 still = int((mask & after[site.label]).sum())
                 row["still_dead"] = still
                 row["still_dead_fraction"] = still / site.units
-            if site in candidates and baseline is not None and site.label in baseline:
+            if id(site) in remeasured and baseline is not None and site.label in baseline:
                 row["default_init_dead_fraction"] = float(baseline[site.label].float().mean())
             rows.append(row)
             if is_hard:
@@ -137,6 +142,15 @@ class DeadNeuronsProbe(Probe):
                 worst_init = max(worst_init, frac)
                 # Not re-measured: at most this many are still dead (an upper bound).
                 worst_still = max(worst_still, row.get("still_dead_fraction", frac))
+        # Layers left with one live unit (of three or more): when most ReLU layers are like that,
+        # the main path is a chain of single numbers (the deep narrow collapse, Lu et al. 2019);
+        # one such layer in a side branch (a squeeze-excitation gate) is not.
+        hard_rows = [r for r in rows if not r["leaky"]]
+        one_live = [r for r in hard_rows if "still_dead" in r and r["units"] >= 3
+                    and r["units"] - r["still_dead"] <= 1]
+        self._chain_collapsed = len(one_live) > cfg.collapsed_layers_fraction * len(hard_rows)
+        out.metric("one_live_unit_layers", len(one_live))
+        for site, row in zip(sites, rows):
             self._judge(out, site, row, few, n_seen, after is not None, why_not)
         out.data["layers"] = [{k: v for k, v in r.items() if k != "active_fraction"} for r in rows]
         out.data["active_fraction"] = {r["layer"]: r["active_fraction"] for r in rows}
@@ -163,6 +177,7 @@ class DeadNeuronsProbe(Probe):
                            f"{where_worst['dead_fraction']:.0%}")
 
     _steps_run = 0
+    _chain_collapsed = False
 
     def _dead_mask(self, site):
         limit = self.config.max_active_fraction * site.observations
@@ -234,14 +249,15 @@ class DeadNeuronsProbe(Probe):
         # number: the born-dead collapse of deep narrow ReLU stacks (Lu et al. 2019).
         init_caused = base is not None and (base <= cfg.default_init_fraction
                                             or sfrac - base >= cfg.init_excess)
-        collapsed = site.units - still <= 1 and site.units >= 3
+        collapsed = site.units - still <= 1 and site.units >= 3 and self._chain_collapsed
         bad = sfrac > cfg.fail_fraction and (total or collapsed or init_caused)
         if bad and (not few or total):
             if total:
                 why = "not one unit of the layer is alive, so no gradient passes through it"
             elif collapsed:
-                why = ("one live unit is left, so every sample's information passes through a "
-                       "single number, and the dead ones get no gradient to come back")
+                why = ("one live unit is left, as in most of the model's ReLU layers, so every "
+                       "sample's information passes through a chain of single numbers, and the "
+                       "dead units get no gradient to come back")
             else:
                 why = (f"{site.op} passes no gradient to a unit whose input is never positive, so "
                        "these units are born dead and stay dead")

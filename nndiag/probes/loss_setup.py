@@ -83,8 +83,9 @@ class LossSetupConfig:
                              "samples over which the initial loss and the targets are measured")
     init_loss_tolerance: float = threshold(
         0.75, "neural_net_checklist assert_balanced_classification_cross_entropy_loss_at_init "
-        "(rel_tolerance=0.75: loss / ln C - 1 <= 0.75)",
-        "fail when the initial loss exceeds (1 + this) x its expected value")
+        "(rel_tolerance=0.75); measured on the zoo: docs/probes/loss-setup.md (healthy up to 1.67x "
+        "and 4.5x in issue 9, bugs 4.8-7.7x: it cannot decide, so it is a recorded fact)",
+        "record a pass fact when the initial loss exceeds (1 + this) x its expected value")
     low_init_loss_fraction: float = threshold(
         0.25, "the lower side of the same 75% band (own choice: a warn, not a fail)",
         "warn when the initial loss is below this fraction of its expected value")
@@ -523,14 +524,15 @@ class LossSetupProbe(Probe):
         out.metric("initial_loss_ratio", ratio)
         name = LOSS_NAMES[call.op].split(" (")[0]
         if ratio - 1.0 > cfg.init_loss_tolerance:
-            out.fail(f"The {name} at initialisation is {loss:.3g}, {ratio:.1f}x the {expected:.3g} "
-                     f"({what}) of a model that predicts every class equally likely; "
-                     f"neural_net_checklist accepts up to {1 + cfg.init_loss_tolerance:.2f}x. The "
-                     "initial predictions are confidently wrong: the last layer's weights or bias are "
-                     "initialised too large, inputs are unscaled, or the outputs do not fit the loss. "
-                     "Initialise the last layer small (or its bias to the class log-priors) and "
-                     "normalise the inputs.", where="<loss>", value=loss,
-                     limit=expected * (1 + cfg.init_loss_tolerance), metric="initial_loss")
+            # Measured (docs/probes/loss-setup.md): healthy programs with unscaled inputs start at
+            # 4.5x and train; the bugs that start high are caught by their own checks. A fact.
+            out.finding("pass", f"The {name} at initialisation is {loss:.3g}, {ratio:.1f}x the "
+                        f"{expected:.3g} ({what}) of a model that predicts every class equally "
+                        "likely: the initial predictions are confident (unscaled inputs or a large "
+                        "last-layer init). Many such models still train, so this alone is not a "
+                        "problem; if training is slow, normalise the inputs or initialise the last "
+                        "layer small.", where="<loss>", value=loss,
+                        limit=expected * (1 + cfg.init_loss_tolerance), metric="initial_loss")
         elif ratio < cfg.low_init_loss_fraction:
             out.warn(f"The {name} at initialisation is {loss:.3g}, only {ratio:.0%} of the "
                      f"{expected:.3g} ({what}) expected from an untrained model: before any training "

@@ -35,10 +35,11 @@ class SaturationConfig:
         0.85, "TheDeepChecker (saturation ratio > 0.85)",
         "a unit is saturated when more than this fraction of its observations are")
     warn_fraction: float = threshold(
-        0.2, "torchdiag's 20% warn level for unusable units (as in dead-neurons)",
-        "warn when a layer's saturated fraction is above this")
+        0.05, "measured on the zoo: docs/probes/saturation.md (healthy files at most 0.0002, the "
+        "saturation bugs at least 0.46)", "warn when a layer's saturated fraction is above this")
     fail_fraction: float = threshold(
-        0.5, "DeepDiagnosis, TheDeepChecker (> 50% of units)",
+        0.2, "measured on the zoo: docs/probes/saturation.md (healthy at most 0.0002, bugs at least "
+        "0.46; 0.2 is torchdiag's warn level); DeepDiagnosis and TheDeepChecker flag > 50%",
         "fail when a layer's saturated fraction is above this")
     log_cancelled_limit: float = threshold(
         17.0, "SageMaker Debugger's sigmoid bar (17); float32 rounds sigmoid(x) to exactly 1 from "
