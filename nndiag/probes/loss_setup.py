@@ -1,6 +1,6 @@
 """``loss-setup``: do the model's outputs fit the loss?
 
-The probe computes the loss of the probe batches on a fresh model (eval mode, no grad) with every
+The probe computes the loss of the probe batches on a fresh model (train mode, no grad) with every
 torch call traced, recognises the loss by the functional call it makes (``F.cross_entropy``,
 ``F.nll_loss``, ``F.binary_cross_entropy[_with_logits]``, ``F.mse_loss`` ...: ``nn.CrossEntropyLoss``
 and friends call these too, so modules, plain functions, ``loss_fn`` functions and
@@ -13,8 +13,14 @@ dropout to the op that made its values. Then it asks:
 * softmax/log_softmax over a dimension of size 1 (constant output), cross-entropy over one class;
 * a bounded output (sigmoid, tanh, softmax, ReLU) that cannot reach the targets of a regression loss;
 * multi-hot (multi-label) targets with a softmax or cross-entropy;
-* the loss at initialisation far above its expected value, ln C for cross-entropy over C classes
-  (neural_net_checklist: ``loss / ln C - 1 <= 0.75``), ln 2 for binary cross-entropy.
+* class scores on the wrong axis ((N, T, C) from a Linear into cross-entropy), regression shapes
+  that broadcast, a loss summed over the batch (a fail with SGD when the step gets large);
+* the loss at initialisation against its expected value, ln C for cross-entropy over C classes, ln 2
+  for binary cross-entropy: far above it is a recorded fact (it does not separate healthy programs
+  from bugs on the zoo), far below it a warning (a leak).
+
+The loss is measured in train mode (BatchNorm normalising), with dropout modules off, through the
+user's own ``train_step`` when the file has one.
 
 Thresholds and their sources: docs/probes/loss-setup.md.
 """
