@@ -46,8 +46,11 @@ def exits_raise() -> Iterator[None]:
     import posix
 
     saved = (os._exit, posix._exit)
+    here = os.getpid()
 
     def _exit(code=0):
+        if os.getpid() != here:  # a forked child (DataLoader worker, multiprocessing) really exits
+            saved[1](code)
         raise ProcessExit(code, "os._exit")
 
     os._exit = posix._exit = _exit  # type: ignore[assignment]

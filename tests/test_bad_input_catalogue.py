@@ -219,6 +219,11 @@ C["train_loader is a function"] = Case(H + MODEL + LOSS + "def train_loader():\n
                                        "torch.randint(0, 3, (16,)))]\n", 2, ("is a function, not a loader", "dataloader()"))
 C["generator loader (fine)"] = Case(H + MODEL + LOSS + "train_loader = ((torch.randn(16, 4), torch.randint(0, 3, (16,)))"
                                     " for _ in range(4))\n", (0, 1), ("params",), check="no_error", once=False)
+C["DataLoader with worker processes (fine)"] = Case(
+    H + MODEL + LOSS + "from torch.utils.data import TensorDataset, DataLoader\ntrain_loader = DataLoader("
+    "TensorDataset(torch.randn(64, 4), torch.randint(0, 3, (64,))), batch_size=16, num_workers=2)\n", (0, 1),
+    ("params",), args=("--probe", "params", "--probe", "data", "--probe", "gradients"), check="no_error",
+    once=False, process=True)
 C["empty loader"] = Case(H + MODEL + LOSS + "train_loader = []\n", 2, ("yielded no batches", "drop_last"))
 C["empty batch"] = Case(H + MODEL + LOSS + "def sample_batch():\n    return torch.randn(0, 4), "
                         "torch.randint(0, 3, (0,))\n", 2, ("no samples", "sample_batch()"))
