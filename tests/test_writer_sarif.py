@@ -84,3 +84,34 @@ def test_github_annotations_one_per_cause_with_file_line_and_escaping():
 
 def test_github_annotations_only_on_actions():
     assert github.enabled({"GITHUB_ACTIONS": "true"}) and not github.enabled({})
+
+
+def test_a_real_check_is_valid_sarif_with_the_source_line():
+    """A real run (a detached layer in a model defined in this file): the log validates and the
+    result points at the line that creates the cut-off layer."""
+    import inspect
+
+    import torch
+    from torch import nn
+
+    import nndiag
+
+    class Cut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(self.a(x).detach())
+
+    report = nndiag.check(model=Cut(), batch=(torch.randn(8, 4), torch.randint(0, 2, (8,))),
+                          loss_fn=nn.CrossEntropyLoss(), probes=["gradients"], threads=1)
+    log = json.loads(sarif.render(report))
+    validate(log)
+    (result,) = [r for r in log["runs"][0]["results"] if r["ruleId"] == "gradients"]
+    region = result["locations"][0]["physicalLocation"]
+    lines, start = inspect.getsourcelines(Cut.__init__)
+    assert region["region"]["startLine"] == start + 2  # self.a = nn.Linear(4, 4)
+    assert region["artifactLocation"]["uri"].endswith("test_writer_sarif.py")
+    assert log["runs"][0]["properties"]["threads"] == 1
