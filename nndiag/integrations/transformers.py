@@ -48,7 +48,7 @@ class NndiagCallback(TrainerCallback):
         self.options.setdefault("name", f"{type(model).__name__} (transformers)")
         self.watch = make_watch(model, inner, self.options,
                                 replay_loss=lambda twin, out: _loss_of(out))
-        from nndiag.watch.core import WatchHook  # deep-copies as itself: the replay copies the model
+        from nndiag.watch.events import WatchHook  # deep-copies as itself: the replay copies the model
 
         self._handle = model.register_forward_hook(WatchHook(self._keep_loss))
 

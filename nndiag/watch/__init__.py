@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 from nndiag.watch.config import CHECKS, DEFAULT_POLICY, WatchConfig, make_config
 
-_LAZY = {"Watch": "core", "TrainingStopped": "core", "WatchWarning": "core", "WatchHook": "core",
+_LAZY = {"Watch": "core", "TrainingStopped": "events", "WatchWarning": "events", "WatchHook": "events",
          "Event": "timeline"}  # torch is imported on first use, not by ``import nndiag.watch``
 
 

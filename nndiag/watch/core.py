@@ -32,39 +32,13 @@ from nndiag.watch.recorder import UNMEASURED, Recorder
 from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
 from nndiag.watch.sampler import ActivationSampler, UpdateSampler
+from nndiag.watch.events import TrainingStopped, WatchHook, WatchWarning
 from nndiag.watch.timeline import Event, Timeline
+
+__all__ = ["Watch", "TrainingStopped", "WatchWarning", "WatchHook"]
 
 
 SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
-
-
-class TrainingStopped(RuntimeError):
-    """Raised in a plain loop when a check whose policy is ``stop`` fails. ``event`` says what,
-    where and when; ``report`` is the watch's report up to that point."""
-
-    def __init__(self, event: Event, report: Any = None) -> None:
-        super().__init__(f"nndiag.watch stopped training at step {event.step}: {event.message} "
-                         f"[{event.check}]")
-        self.event = event
-        self.report = report
-
-
-class WatchWarning(UserWarning):
-    """A watch verdict at the ``warn`` level, issued as it happens."""
-
-
-class WatchHook:
-    """A hook callable that deep copies as itself, so copying the watched model (the NaN replay, a
-    user's EMA copy) does not copy the whole watch; the replay then detaches it from the copy."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
-
-    def __deepcopy__(self, memo: dict) -> "WatchHook":
-        return self
 
 
 class Watch:

@@ -122,7 +122,7 @@ def _backward_hooks(twin: torch.nn.Module, found: list) -> list:
 
 def _drop_watch_hooks(twin: torch.nn.Module) -> None:
     """Remove the watch's own hooks from the copy (the user's hooks stay: they may be semantics)."""
-    from nndiag.watch.core import WatchHook
+    from nndiag.watch.events import WatchHook
 
     for module in twin.modules():
         for hooks in (module._forward_pre_hooks, module._forward_hooks):

@@ -54,7 +54,7 @@ class ActivationSampler:
         """Trace the next training forward(s) until :meth:`disarm`."""
         if self._handles:
             return
-        from nndiag.watch.core import WatchHook
+        from nndiag.watch.events import WatchHook
 
         self._handles = [self.model.register_forward_pre_hook(WatchHook(self._enter)),
                          self.model.register_forward_hook(WatchHook(self._exit), always_call=True)]

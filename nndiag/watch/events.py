@@ -1,0 +1,36 @@
+"""What the watch raises, warns with, and hooks in with (kept apart from the step clock)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from nndiag.watch.timeline import Event
+
+
+class TrainingStopped(RuntimeError):
+    """Raised in a plain loop when a check whose policy is ``stop`` fails. ``event`` says what,
+    where and when; ``report`` is the watch's report up to that point."""
+
+    def __init__(self, event: Event, report: Any = None) -> None:
+        super().__init__(f"nndiag.watch stopped training at step {event.step}: {event.message} "
+                         f"[{event.check}]")
+        self.event = event
+        self.report = report
+
+
+class WatchWarning(UserWarning):
+    """A watch verdict at the ``warn`` level, issued as it happens."""
+
+
+class WatchHook:
+    """A hook callable that deep copies as itself, so copying the watched model (the NaN replay, a
+    user's EMA copy) does not copy the whole watch; the replay then detaches it from the copy."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "WatchHook":
+        return self
