@@ -97,3 +97,13 @@ def test_reference_mlp_on_mnist_healthy_for_an_epoch_and_more_gives_no_warn(mnis
     rep = w.report.subjects[0]
     assert w.timeline.steps == 300
     assert all(r.status.value == "pass" for r in rep.results), [(r.probe, r.summary) for r in rep.results]
+
+
+def test_reference_train_with_watch_writes_the_watch_report(mnist_available, tmp_path, capsys):
+    from reference_models import train
+
+    assert train.main(["mlp", "--epochs", "1", "--limit", "640", "--watch", "--quiet",
+                       "--out", str(tmp_path)]) == 0
+    d = json.loads((tmp_path / "watch.json").read_text())
+    assert d["status"] == "pass" and d["results"][0]["metrics"]["steps"] == 10
+    assert "watch.units" in capsys.readouterr().out and (tmp_path / "watch.html").stat().st_size > 10_000

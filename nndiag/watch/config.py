@@ -37,8 +37,8 @@ class WatchConfig:
                                "full (torchtitan #4226 avoids per-step syncs)",
                                "steps between host syncs, judgements and progress lines")
     norm_every: int = threshold(
-        0, "own measurement (benchmarks/watch_overhead.py): one full gradient-norm pass costs 5-9% "
-        "of a small CPU step; 0 = every step on CUDA, every 5th on CPU",
+        0, "own measurement (docs/watch.md): one full gradient-norm pass took about 7% of the "
+        "reference MLP's CPU step; 0 = every step on CUDA, every 5th on CPU",
         "steps between full per-parameter gradient norms (the small parameters are checked every step)")
     sample_every: int = threshold(50, "watch-prior-art.md §4 goal table (dead units, saturation, "
                                   "update ratio every N=50)",
