@@ -298,7 +298,14 @@ def session_report(state: SessionState):
         for s in rec.report.subjects:
             name = f"{s.subject} ({rec.nodeid})" if rec.nodeid else s.subject
             subjects.append(dataclasses.replace(s, subject=name))
-    meta = {"tests": dict(sorted(state.outcomes.items()))} if state.outcomes else {}
+    # the run metadata of the session's first check (versions, device, threads, seed, host), the
+    # pytest command line, and pytest's outcome of each test
+    meta = next((dict(rec.report.metadata) for rec in state.records if rec.report.metadata), {})
+    if meta:
+        meta["command"] = ["pytest", *state.config.invocation_params.args]
+        meta["files"] = [f for rec in state.records for f in rec.report.metadata.get("files", ())]
+    if state.outcomes:
+        meta["tests"] = dict(sorted(state.outcomes.items()))
     return Report(tuple(subjects), meta)
 
 

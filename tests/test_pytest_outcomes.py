@@ -60,6 +60,8 @@ def test_summary_and_session_report_agree_with_pytest(pytester):
     assert "XFAILED test_models.py::test_known_broken - gradients on detached" in summary
     assert "FAIL test_models.py::test_known_broken" not in summary
     report = json.loads((pytester.path / "session.json").read_text())
+    assert report["run"]["torch"] and report["run"]["threads"] == 1
+    assert report["run"]["command"][0] == "pytest" and "--nndiag-threads" in report["run"]["command"]
     assert report["run"]["tests"] == {"test_models.py::test_counts_wrong": "failed",
                                       "test_models.py::test_fine": "passed",
                                       "test_models.py::test_known_broken": "xfailed"}
