@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import nndiag
-from nndiag.probes.batch_independence import _one_sample
+from nndiag.probes.batch_independence.compare import one_sample as _one_sample
 
 REPO_BROKEN = "reference_models/broken"
 LOSS = nn.CrossEntropyLoss()

@@ -23,19 +23,19 @@ from typing import Any
 
 import torch
 
-from nndiag.batches import iter_tensors, map_tensors, split_batch
-from nndiag.errors import ProbeSkipped, SubjectError
+from nndiag.batches import iter_tensors, map_tensors
+from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.seeding import fork_seeded
 from nndiag.torchhooks import CallTracer, module_label, train_mode
+from nndiag.probes.batch_independence.compare import (
+    GENERIC_HINT, Event, compare_runs, mixing_hint, one_sample, output_batch_dim)
+from nndiag.probes.batch_independence.inputs import (
+    concat_inputs, identity_hook, model_inputs, perturb, pick_count, sample_count, take_samples,
+    uses_batch_stats)
 
-# Preferred sample counts: small, and unlikely to equal a feature/time size of the inputs.
-_SAMPLE_COUNTS = (7, 5, 11, 13, 6, 9, 10, 3, 4, 8, 2)
-_RESHAPE_OPS = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as", "as_strided"}
-_SOFTMAX_OPS = {"softmax", "log_softmax", "softmin"}
-_REDUCE_OPS = {"mean", "sum", "std", "var", "norm", "max", "min", "amax", "amin", "logsumexp",
-               "std_mean", "var_mean", "cumsum", "prod"}
+__all__ = ["BatchIndependenceConfig", "BatchIndependenceProbe", "one_sample"]
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,6 @@ class BatchIndependenceConfig:
         "also backpropagate one sample's output and require zero gradient on the other inputs")
 
 
-@dataclass
-class _Event:
-    label: str  # "Tensor.view" or "lstm (LSTM)"
-    path: str  # module path it ran in (or the module itself)
-    kind: str  # "op" or "module"
-    op: str
-    tensors: list[torch.Tensor]
-    rnn_hint: bool = False  # an RNN with batch_first=False fed batch-first data
-
-
 class BatchIndependenceProbe(Probe):
     """Perturbs one sample's input and finds the first operation where other samples change."""
 
@@ -84,11 +74,11 @@ class BatchIndependenceProbe(Probe):
         if available < 2:
             out.skip(f"the data gives {available} sample(s); checking that samples do not mix "
                      "needs at least 2 in one batch.")
-        n = _pick_count(inputs, available, cfg.samples)
-        inputs = _take(inputs, available, n)
-        batch_stat = [(p, m) for p, m in model.named_modules() if _uses_batch_stats(m)]
+        n = pick_count(inputs, available, cfg.samples)
+        inputs = take_samples(inputs, available, n)
+        batch_stat = [(p, m) for p, m in model.named_modules() if uses_batch_stats(m)]
         self._bypassed = tuple(p for p, _ in batch_stat)
-        handles = [m.register_forward_hook(_identity_hook) for _, m in batch_stat]
+        handles = [m.register_forward_hook(identity_hook) for _, m in batch_stat]
         try:
             with train_mode(model, False):
                 try:
@@ -122,12 +112,12 @@ class BatchIndependenceProbe(Probe):
         """The inputs of enough samples (the first batches joined), and how many samples."""
         bench = ctx.bench
         batches = [bench.first_batch()] if whole_first else bench.probe_batches(self.config.samples)
-        parts = [_model_inputs(b, ctx.subject) for b in batches]
-        sizes = [_count(p) for p in parts]
+        parts = [model_inputs(b, ctx.subject) for b in batches]
+        sizes = [sample_count(p) for p in parts]
         if len(parts) == 1 or sizes[0] >= self.config.samples:
             return parts[0], sizes[0]
         try:
-            joined = _concat(parts, sizes)
+            joined = concat_inputs(parts, sizes)
         except (RuntimeError, ValueError, TypeError):
             return parts[0], sizes[0]
         return joined, sum(sizes)
@@ -141,13 +131,13 @@ class BatchIndependenceProbe(Probe):
         regrouped = None  # intermediate values of other samples moved, their outputs did not
         tested = 0
         for i in sorted({0, n - 1}):
-            perturbed = _perturb(inputs, n, i, cfg.noise, ctx.seed + i)
+            perturbed = perturb(inputs, n, i, cfg.noise, ctx.seed + i)
             if perturbed is None:
                 continue
             tested += 1
             with torch.no_grad():
                 events, output = self._record(ctx, model, perturbed, n)
-            result = _compare(base_events, events, base_out, output, n, i, cfg.tolerance)
+            result = compare_runs(base_events, events, base_out, output, n, i, cfg.tolerance)
             if result["output_mixed"]:
                 found = (i, result)
                 break
@@ -196,9 +186,9 @@ class BatchIndependenceProbe(Probe):
                                                      else ", forward)"))
         return "independent"
 
-    def _record(self, ctx, model, inputs, n: int) -> tuple[list[_Event], Any]:
+    def _record(self, ctx, model, inputs, n: int) -> tuple[list[Event], Any]:
         """Every module and torch-function output of one eval forward, cloned, in execution order."""
-        events: list[_Event] = []
+        events: list[Event] = []
 
         bypassed = getattr(self, "_bypassed", ())
 
@@ -207,7 +197,7 @@ class BatchIndependenceProbe(Probe):
                 return  # inside a bypassed batch-statistics layer
             ts = [t.detach().clone() for t in iter_tensors(info.output)]
             if ts:
-                events.append(_Event(info.name, info.module_path, "op", info.op, ts))
+                events.append(Event(info.name, info.module_path, "op", info.op, ts))
 
         def on_module(path, module, mod_inputs, output):
             ts = [t.detach().clone() for t in iter_tensors(output)]
@@ -216,7 +206,7 @@ class BatchIndependenceProbe(Probe):
                 first = next(iter_tensors(mod_inputs), None)
                 hint = first is not None and first.dim() == 3 and first.shape[0] == n and first.shape[1] != n
             if ts:
-                events.append(_Event(module_label(path, module), path, "module", type(module).__name__,
+                events.append(Event(module_label(path, module), path, "module", type(module).__name__,
                                      ts, hint))
 
         tracer = CallTracer(model, on_call=on_call, on_module=on_module)
@@ -250,7 +240,7 @@ class BatchIndependenceProbe(Probe):
             for t in iter_tensors(output):
                 if not t.is_floating_point() or not t.requires_grad:
                     continue
-                d = _output_batch_dim(t, n)
+                d = output_batch_dim(t, n)
                 if d is None:
                     continue
                 own = t.select(d, 0)
@@ -294,263 +284,17 @@ class BatchIndependenceProbe(Probe):
                 text += f", after {result['via'].label} reduced over the batch"
             if first_module is not None and first_module is not first:
                 text += f"; the first module whose output mixes is {first_module.label}"
-            text += ". " + _hint(first, first_module, result["via"])
+            text += ". " + mixing_hint(first, first_module, result["via"])
         else:
             text += (" No single operation spreads the change over several samples, so the output "
                      "rows are reordered or shifted across the batch (a roll, sort or index over "
-                     "dim 0). " + _GENERIC)
+                     "dim 0). " + GENERIC_HINT)
         out.fail(text, where=where, value=affected, limit=0, metric="affected_samples")
         out.data["first_mixing"] = {"operation": first.label if first else None,
                                     "module": first_module.label if first_module else None,
                                     "index": result["first_index"]}
         out.summary = (f"samples mix at {first.label if first.kind == 'module' else f'{first.label} in {where}'}"
                        if first is not None else f"sample {i}'s input changes other samples' outputs")
-
-
-_GENERIC = ("Look for a view/reshape used where permute/transpose was meant, a softmax or "
-            "statistic over dim 0, or an RNN whose batch_first does not match the data.")
-
-
-def _hint(first: _Event, first_module: _Event | None, via: _Event | None = None) -> str:
-    for ev in (first, first_module):
-        if ev is not None and ev.rnn_hint:
-            return (f"{ev.label} has batch_first=False but receives batch-first data (N, T, F): it "
-                    "reads the batch as time steps. Create it with batch_first=True, or feed it "
-                    "x.transpose(0, 1).")
-    op = first.op
-    if first.kind == "op" and op in _RESHAPE_OPS:
-        return ("view/reshape only regroups memory: used to swap the batch and another dimension "
-                "(e.g. x.view(T, N, F) on (N, T, F) data) it interleaves samples. Use "
-                "x.permute(1, 0, 2) / x.transpose(0, 1) instead.")
-    if first.kind == "op" and op in _SOFTMAX_OPS:
-        return (f"{first.label} normalises over the batch dimension (dim=0): pass dim=-1 (or the "
-                "class dimension). nn.Softmax()/F.softmax without dim picks dim 0 for 0-, 1- and "
-                "3-D inputs.")
-    if (first.kind == "op" and op in _REDUCE_OPS) or via is not None:
-        return ("A statistic is taken over the batch dimension (dim=0): take it per sample "
-                "(dim=-1), or use nn.BatchNorm (running statistics in eval mode) or nn.LayerNorm.")
-    return ("A statistic over the batch (a hand-written normalisation with mean/std over dim 0) "
-            "feeds this operation: compute it per sample, or use nn.BatchNorm (running statistics "
-            "in eval mode) or nn.LayerNorm. " + _GENERIC)
-
-
-# ---- comparing two traced runs -------------------------------------------------------------------
-def _changed(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor | None:
-    """Element-wise 'differs' (None when bit-identical): beyond ``tol`` times the tensor's largest
-    finite value for floats, any difference for other dtypes."""
-    if torch.equal(a, b):
-        return None
-    if a.is_floating_point() or a.is_complex():
-        a_nan, b_nan = torch.isnan(a), torch.isnan(b)
-        finite = torch.nan_to_num(a.abs(), nan=0.0, posinf=0.0, neginf=0.0)
-        scale = float(finite.max()) if finite.numel() else 1.0
-        diff = torch.nan_to_num((a - b).abs(), nan=0.0, posinf=float("inf"))
-        return (diff > tol * max(scale, 1e-30)) | (a_nan ^ b_nan)
-    return a != b
-
-
-def _slices(mask: torch.Tensor, d: int) -> torch.Tensor:
-    """Indices along dim ``d`` where ``mask`` has any True."""
-    other = [k for k in range(mask.dim()) if k != d]
-    return (mask.any(dim=other) if other else mask).nonzero().flatten()
-
-
-def _one_sample(mask: torch.Tensor, n: int, index: int | None) -> tuple[bool | None, int]:
-    """Whether the changes fit one sample along some batch-like dimension (None: no such dim),
-    and the fewest samples touched along a size-n dimension."""
-    verdict = None
-    touched = mask.shape[0] if mask.dim() else 1
-    for d, size in enumerate(mask.shape):
-        if size == n:
-            idx = _slices(mask, d)
-            touched = min(touched, len(idx))
-            ok = len(idx) <= 1 and (index is None or len(idx) == 0 or int(idx[0]) == index)
-        elif index is None and size > n and size % n == 0:
-            m = size // n
-            idx = _slices(mask, d)
-            ok = len(idx) == 0 or len(set((idx // m).tolist())) == 1 or len(set((idx % n).tolist())) == 1
-        else:
-            continue
-        verdict = ok if verdict is None else (verdict or ok)
-        if verdict:
-            return True, touched
-    return verdict, touched
-
-
-def _compare(base: list[_Event], pert: list[_Event], base_out, pert_out, n: int, i: int,
-             tol: float) -> dict:
-    first = first_module = via = None
-    first_index = None
-    for k, (e0, e1) in enumerate(zip(base, pert)):
-        if e0.label != e1.label or len(e0.tensors) != len(e1.tensors):
-            break  # control flow depends on the data: later events cannot be paired
-        mixed = False
-        for a, b in zip(e0.tensors, e1.tensors):
-            if a.shape != b.shape:
-                mixed = None
-                break
-            mask = _changed(a, b, tol)
-            if mask is None or not bool(mask.any()):
-                continue
-            ok, _ = _one_sample(mask, n, None)
-            if ok is None and first is None:
-                via = e0 if e0.kind == "op" and e0.op in _REDUCE_OPS else via
-            if ok is False:
-                mixed = True
-        if mixed is None:
-            break
-        if mixed:
-            if first is None:
-                first, first_index = e0, k
-            if e0.kind == "module" and first_module is None:
-                first_module = e0
-                break
-    if first is None:
-        via = None
-    out_mixed, affected, max_change, own = False, 0, 0.0, False
-    for a, b in zip(iter_tensors(base_out), iter_tensors(pert_out)):
-        if a.shape != b.shape:
-            continue
-        mask = _changed(a, b, tol)
-        d = _output_batch_dim(a, n)
-        if d is None or mask is None:
-            continue
-        own = own or bool(mask.select(d, i).any())
-        idx = _slices(mask, d)
-        others = [int(j) for j in idx if int(j) != i]
-        if others:
-            out_mixed = True
-            affected = max(affected, len(others))
-            if a.is_floating_point():
-                diff = (a.double() - b.double()).abs()
-                scale = max(float(a.double().abs().max()), 1e-30)
-                keep = torch.ones(n, dtype=torch.bool)
-                keep[i] = False
-                max_change = max(max_change, float(diff.index_select(d, keep.nonzero().flatten().to(diff.device)).max()) / scale)
-    return {"first": first, "first_module": first_module, "first_index": first_index, "via": via,
-            "output_mixed": out_mixed, "affected": affected, "max_change": max_change,
-            "own_changed": own}
-
-
-def _output_batch_dim(t: torch.Tensor, n: int) -> int | None:
-    """The batch dimension of a model output: 0 when it has size n, else the first of size n."""
-    if t.dim() == 0:
-        return None
-    if t.shape[0] == n:
-        return 0
-    for d, size in enumerate(t.shape):
-        if size == n:
-            return d
-    return None
-
-
-# ---- inputs ----------------------------------------------------------------------------------
-#: Keys of a dict batch that hold targets, not model inputs (Hugging Face's "labels" and kin).
-_TARGET_KEYS = {"labels", "label", "targets", "target", "y", "start_positions", "end_positions"}
-
-
-def _model_inputs(batch: Any, subject) -> Any:
-    """The model inputs of a batch: ``inputs`` of an (inputs, targets) pair, or, for a file with
-    its own training_step/train_step and dict batches (``model(**batch)``, Hugging Face style),
-    the dict without its target keys. Anything else cannot be perturbed sample by sample: skip."""
-    try:
-        return split_batch(batch, subject.data_source)[0]
-    except SubjectError:
-        if isinstance(batch, dict) and (subject.training_step or subject.train_step):
-            inputs = {k: v for k, v in batch.items() if k not in _TARGET_KEYS}
-            if inputs:
-                return inputs
-        if subject.training_step is None and subject.train_step is None:
-            raise
-    raise ProbeSkipped("the batches are neither (inputs, targets) pairs nor dicts of model "
-                       "keyword arguments (the file's own step unpacks them), so the model's "
-                       "inputs cannot be perturbed one sample at a time.")
-
-
-def _count(inputs: Any) -> int:
-    first = next(iter_tensors(inputs), None)
-    return int(first.shape[0]) if first is not None and first.dim() > 0 else 0
-
-
-def _concat(parts: list[Any], sizes: list[int]) -> Any:
-    """Join the inputs of several batches along dim 0 (same structure, per-sample tensors)."""
-    flat = [list(iter_tensors(p)) for p in parts]
-    joined = []
-    for k in range(len(flat[0])):
-        ts = [f[k] for f in flat]
-        if all(t.dim() > 0 and t.shape[0] == s for t, s in zip(ts, sizes)):
-            joined.append(torch.cat(ts, 0))
-        else:
-            joined.append(ts[0])
-    it = iter(joined)
-    return map_tensors(parts[0], lambda _t: next(it))
-
-
-def _per_sample_sizes(inputs: Any) -> set[int]:
-    return {int(s) for t in iter_tensors(inputs) for s in t.shape[1:]}
-
-
-def _pick_count(inputs: Any, available: int, preferred: int) -> int:
-    """A sample count <= available that differs from every per-sample size of the inputs."""
-    avoid = _per_sample_sizes(inputs)
-    for k in (preferred,) + _SAMPLE_COUNTS:
-        if 2 <= k <= available and k not in avoid:
-            return k
-    return min(available, max(preferred, 2))
-
-
-def _take(inputs: Any, available: int, n: int) -> Any:
-    return map_tensors(inputs, lambda t: t[:n] if t.dim() > 0 and t.shape[0] == available else t)
-
-
-def _perturb(inputs: Any, n: int, i: int, noise: float, seed: int) -> Any | None:
-    """``inputs`` with sample ``i`` changed: float tensors get Gaussian noise of ``noise`` input
-    standard deviations; when there is no float input, integer tensors holding a sequence per sample
-    (token ids; not per-sample scalars such as lengths) get values redrawn from their own values.
-    None when nothing could be changed."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    tensors = [t for t in iter_tensors(inputs) if t.dim() > 0 and t.shape[0] == n]
-    floats = any(t.is_floating_point() for t in tensors)
-    changed = False
-
-    def change(t):
-        nonlocal changed
-        if t.dim() == 0 or t.shape[0] != n:
-            return t
-        if t.is_floating_point():
-            std = float(t.double().std()) if t.numel() > 1 else 1.0
-            std = std if std > 0 and std == std else 1.0
-            t = t.clone()
-            t[i] = t[i] + noise * std * torch.randn(t[i].shape, generator=gen).to(t.device, t.dtype)
-            changed = True
-            return t
-        if not floats and t.dim() >= 2 and t.dtype not in (torch.bool,):
-            flat = t.flatten()
-            if bool((flat != flat[0]).any()):
-                t = t.clone()
-                pick = torch.randint(0, flat.numel(), t[i].shape, generator=gen).to(t.device)
-                new = flat[pick]
-                if bool((new != t[i]).any()):
-                    t[i] = new
-                    changed = True
-        return t
-
-    out = map_tensors(inputs, change)
-    return out if changed else None
-
-
-def _uses_batch_stats(m: torch.nn.Module) -> bool:
-    """A normalisation layer that uses batch statistics in eval mode (no running statistics)."""
-    bn = torch.nn.modules.batchnorm._BatchNorm
-    return isinstance(m, bn) and (not m.track_running_stats or m.running_mean is None)
-
-
-def _identity_hook(module, inputs, output):
-    """Forward hook bypassing a batch-statistics layer (as neural_net_checklist replaces them)."""
-    first = inputs[0] if inputs else None
-    if isinstance(first, torch.Tensor) and isinstance(output, torch.Tensor) and first.shape == output.shape:
-        return first
-    return None
 
 
 @hookimpl
