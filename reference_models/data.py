@@ -181,7 +181,14 @@ def load_image_split(
     download = download or download_requested()
     found = _find_files(name, data_dir)
     if download and (found is None or not found[1]):  # nothing, or only the test files: get the full set
-        _download(name, resolve_data_root(data_dir))
+        try:
+            _download(name, resolve_data_root(data_dir))
+        except (OSError, RuntimeError) as exc:  # no network, a proxy, a read-only folder
+            fallback = (" Without --download (and NNDIAG_DOWNLOAD unset) the MNIST test set shipped in "
+                        f"{PACKAGED_MNIST} is used." if name == "mnist" else "")
+            raise DataNotFoundError(f"Downloading {name} with torchvision into {resolve_data_root(data_dir)} "
+                                    f"failed: {exc}. --download needs a network and a writable data "
+                                    f"folder (--data-dir DIR).{fallback}") from exc
         found = _find_files(name, data_dir)
     if found is None:
         raise DataNotFoundError(_missing_message(name, data_dir))

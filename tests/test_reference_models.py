@@ -172,6 +172,18 @@ def test_nndiag_download_variable_asks_for_the_full_set(tmp_path, monkeypatch):
     assert calls == [("mnist", tmp_path)] and split.split == "mnist-50/10"
 
 
+def test_a_failed_download_says_why_and_what_works_offline(tmp_path, monkeypatch):
+    def no_network(name, root):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: Name or service not known")
+
+    monkeypatch.setattr(rm_data, "_download", no_network)
+    with pytest.raises(rm_data.DataNotFoundError) as info:
+        rm_data.load_image_split("mnist", tmp_path, download=True)
+    message = str(info.value)
+    assert "Name or service not known" in message and "needs a network" in message
+    assert str(rm_data.PACKAGED_MNIST) in message  # what works without one
+
+
 def test_missing_fashion_mnist_mentions_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(rm_data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     with pytest.raises(rm_data.DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
