@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from nndiag.watch.checks.base import Check
+from nndiag.watch.checks.base import Check, chart, thin
 from nndiag.watch.timeline import Timeline
 
 
@@ -52,3 +52,12 @@ class NanCheck(Check):
     def metrics(self, tl: Timeline) -> dict:
         return {"steps": tl.steps, "first_non_finite_step": self.first_step}
 
+
+    def data(self, tl: Timeline) -> dict:
+        x = [i for i in range(tl.steps) if tl.measured[i] or tl.has_loss[i]]
+        ys = {"loss": [tl.loss[i] for i in x], "gradient norm": [tl.grad_norm[i] for i in x]}
+        xs, ys = thin(x, ys)
+        marks = [(f"first non-finite (step {self.first_step})", self.first_step)] \
+            if self.first_step is not None else []
+        return {"charts": [chart("Loss and global gradient norm (gaps: non-finite or not measured)",
+                                 xs, ys, log_y=True, marks=marks)]}
