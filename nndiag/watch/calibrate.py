@@ -66,10 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cols = None
+    from nndiag.errors import NndiagError
+
     for path in args.files:
-        w = run_subject(load_model_file(path), steps=args.steps,
-                        epochs=None if args.steps else args.epochs, seed=args.seed,
-                        on_event=lambda e: None, raise_on_stop=False)
+        try:
+            w = run_subject(load_model_file(path), steps=args.steps,
+                            epochs=None if args.steps else args.epochs, seed=args.seed,
+                            on_event=lambda e: None, raise_on_stop=False)
+        except NndiagError as exc:  # one file that cannot be used must not end the table
+            print(path.ljust(34) + f"  error: {exc}")
+            continue
         row = margins(w.timeline, w.cfg.log_every)
         row["spikes"] = w.report.subjects[0].result("watch.loss").metrics.get("spikes", 0)
         row["status"] = str(w.report.subjects[0].status)
