@@ -48,9 +48,9 @@ class GradientsConfig:
     vanishing_ratio: float = threshold(1e-3, "AUTOTRAINER: first/last layer gradient-norm ratio < "
                                        "1e-3; " + _SRC, "warn when the first weight's gradient "
                                        "norm is this much smaller than the last's")
-    update_warn: float = threshold(0.3, _SRC, "warn when one step moves a weight by more than this "
+    update_warn: float = threshold(1.0, _SRC, "warn when one step moves a weight by more than this "
                                    "times its norm (|w_after - w_before| / |w|, largest over steps)")
-    update_fail: float = threshold(1.0, _SRC, "fail above this update/weight ratio")
+    update_fail: float = threshold(3.0, _SRC, "fail above this update/weight ratio")
     exploding_max_abs: float = threshold(100.0, "torchdiag: large when max |g| > 100 (a pass fact "
                                          "here: Adam normalises it; " + _SRC + ")",
                                          "above this max |g| the size is recorded as a fact")
