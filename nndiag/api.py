@@ -31,6 +31,7 @@ def check(
     name: str | None = None,
     plugins: Sequence[object] = (),
     threads: int | None = None,
+    time_limit: float | None = None,
     **probe_settings: Mapping[str, Any],
 ) -> Report:
     """Run probes and return the :class:`~nndiag.report.Report`.
@@ -41,7 +42,8 @@ def check(
     Per-probe settings go in ``settings={"overfit": {"steps": 300}}``; ``seed`` and ``device``
     default to the file's ``nndiag_config`` values, else 0 and ``cpu``. or as keywords with the probe
     id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``. ``threads``
-    sets torch's CPU threads while the probes run (restored afterwards).
+    sets torch's CPU threads while the probes run (restored afterwards); ``time_limit`` the seconds one
+    probe may run (default: the file's ``nndiag_config``, else 300; 0: none).
     """
     from nndiag.options import run_options
     from nndiag.plugins import PluginHost
@@ -49,7 +51,8 @@ def check(
 
     # keyword settings first: an explicit settings= wins over them, key by key
     options = run_options(**probe_settings, probes=probes, skip=skip, seed=seed, device=device,
-                          settings=settings, weights=weights, plugins=plugins, threads=threads)
+                          settings=settings, weights=weights, plugins=plugins, threads=threads,
+                          time_limit=time_limit)
     host = PluginHost(options.extra_plugins)  # one per run: the probes, writers and listeners
     if path is not None:
         if model is not None:
