@@ -119,6 +119,8 @@ class Watch:
             in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
             self.timeline.never_in_optimizer = [n for n, p in zip(self._names, self._params)
                                                 if id(p) not in in_opt]
+        if self.scheduler is not None:
+            self.timeline.scheduler = type(self.scheduler).__name__
         upd = self._by_id.get("watch.updates")
         if isinstance(upd, UpdatesCheck):
             upd.all_params = [n for n, p in zip(self._names, self._params)

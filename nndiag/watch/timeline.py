@@ -45,6 +45,7 @@ class Timeline:
     update_ratio: dict[str, list[float]] = field(default_factory=dict)  # per sample
     scale: list[tuple[int, float]] = field(default_factory=list)  # (step, GradScaler scale)
     never_in_optimizer: list[str] = field(default_factory=list)
+    scheduler: str = ""  # the watched LR scheduler's class, named in LR events
 
     @property
     def steps(self) -> int:
@@ -75,6 +76,5 @@ class Timeline:
         """The LR event nearest before ``step`` (or just after it), as a phrase; '' when none."""
         events = self.lr_events()
         before = [e for e in events if e[0] <= step]
-        if before:
-            return before[-1][1]
-        return events[0][1] if events else ""
+        found = before[-1][1] if before else (events[0][1] if events else "")
+        return f"{found} (by {self.scheduler})" if found and self.scheduler else found

@@ -171,4 +171,4 @@ def _positive(values) -> bool:
 
 def _lr_note(tl: Timeline, step: int) -> str:
     note = tl.nearest_lr_event(step)
-    return f" ({note})" if note else ""
+    return f"; {note}" if note else ""
