@@ -6,8 +6,9 @@ columns, a notebook cell), so the pictures in the docs show what nndiag really p
 Runs ``nndiag check reference_models/broken/mlp_detached_layer.py reference_models/xor.py`` once
 (JSON and HTML reports), renders the terminal summary from that report at 80 and 200 columns (the
 same ``nndiag.writers.text`` the CLI prints with) into PNGs with matplotlib's monospace font, and
-shoots the HTML report and a notebook-style page (a cell's ``print(report)`` and the inline
-``_repr_html_`` output) with headless Chromium (``apt-get install chromium``).
+shoots the HTML report and a notebook with headless Chromium (``apt-get install chromium``). The
+notebook is docs/examples/notebook.py executed with nbclient and exported with nbconvert when they
+are installed, else a page laid out like a cell (its ``print(report)`` and ``_repr_html_`` output).
 """
 
 from __future__ import annotations
@@ -68,14 +69,30 @@ def terminal_png(text: str, columns: int, path: Path) -> None:
     plt.close(fig)
 
 
-def chromium_png(url: str, path: Path, size: str) -> None:
-    """A headless-Chromium screenshot of ``url``."""
+def _blank_bottom(path: Path) -> bool:
+    """True when the lower half of the image is one flat colour (an iframe not painted yet)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        grey = im.convert("L")
+        w, h = grey.size
+        region = grey.crop((w // 6, int(h * 0.65), w - w // 6, h - 10))
+    return len(region.getcolors(maxcolors=4096) or range(4096)) < 20  # text has many grey levels
+
+
+def chromium_png(url: str, path: Path, size: str, tries: int = 4) -> None:
+    """A headless-Chromium screenshot of ``url``. Headless Chromium sometimes shoots before an
+    ``<iframe srcdoc>`` (the notebook's inline report) is painted: retried until it is there."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise SystemExit("chromium not found: apt-get install -y chromium")
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--hide-scrollbars", f"--screenshot={path}", f"--window-size={size}", url],
-                   check=True, capture_output=True, timeout=300)
+    for _ in range(tries):
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--hide-scrollbars", "--virtual-time-budget=8000", f"--screenshot={path}",
+                        f"--window-size={size}", url], check=True, capture_output=True, timeout=300)
+        if not _blank_bottom(path):
+            return
+    print(f"warning: {path.name}: the lower half stayed blank after {tries} tries", file=sys.stderr)
 
 
 def notebook_page(report, path: Path) -> None:
@@ -97,6 +114,45 @@ padding:6px;flex:1}} .body{{flex:1;overflow:hidden}}</style></head><body>
     path.write_text(page, encoding="utf-8")
 
 
+def percent_cells(path: Path) -> list[tuple[str, str]]:
+    """``(kind, source)`` of each ``# %%`` cell of a percent-format script (``markdown`` or ``code``)."""
+    cells: list[tuple[str, list[str]]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            cells.append(("markdown" if "[markdown]" in line else "code", []))
+        elif cells:
+            cells[-1][1].append(line)
+    out = []
+    for kind, lines in cells:
+        if kind == "markdown":
+            lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
+        out.append((kind, "\n".join(lines).strip()))
+    return out
+
+
+def executed_notebook_html(out: Path) -> Path | None:
+    """docs/examples/notebook.py as a Jupyter notebook, executed with nbclient (ipykernel) and
+    exported with nbconvert; None when those are not installed (``pip install nbconvert
+    nbclient ipykernel``)."""
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbconvert import HTMLExporter
+    except ImportError:
+        return None
+    nb = nbformat.v4.new_notebook()
+    for kind, source in percent_cells(REPO / "docs" / "examples" / "notebook.py"):
+        if "help(nndiag)" in source:  # a screen of help text: keep the picture on the report
+            source = source.replace("help(nndiag)", "print(nndiag.__all__)")
+        nb.cells.append(nbformat.v4.new_markdown_cell(source) if kind == "markdown"
+                        else nbformat.v4.new_code_cell(source))
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    page = out / "notebook-nbconvert.html"
+    page.write_text(body, encoding="utf-8")
+    return page
+
+
 def main() -> None:
     from nndiag.writers import text
 
@@ -107,8 +163,11 @@ def main() -> None:
         for columns in (80, 200):
             terminal_png(text.render(report, width=columns), columns, IMG / f"terminal-{columns}.png")
         chromium_png((out / "report.html").as_uri(), IMG / "html-report.png", "1200,2000")
-        notebook_page(report, out / "notebook.html")
-        chromium_png((out / "notebook.html").as_uri(), IMG / "notebook.png", "1200,1400")
+        page = executed_notebook_html(out)
+        if page is None:  # no nbconvert: a cell's print(report) and _repr_html_, laid out by hand
+            page = out / "notebook.html"
+            notebook_page(report, page)
+        chromium_png(page.as_uri(), IMG / "notebook.png", "1200,1600")
     for name in ("terminal-80.png", "terminal-200.png", "html-report.png", "notebook.png"):
         print(IMG / name)
 
