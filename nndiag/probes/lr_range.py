@@ -197,7 +197,9 @@ class LrRangeProbe(Probe):
                 }[curve.stop]
         sweep = (f"swept {cfg.start_lr:g} to {curve.lrs[-1]:.3g} in {len(curve.lrs)} steps over "
                  f"{n_batches} batch(es), {stop}")
-        start = sug.lr_descent_start if descends else None
+        # A fall of more than 100% means the loss went below zero (NLLLoss on raw outputs runs to
+        # -1e8 at large LRs): the curve's landmarks then say nothing about the LR.
+        start = sug.lr_descent_start if descends and sug.descent <= 1.0 else None
         over_start = configured / start if start and configured > 0 else None
         over_div = configured / lr_div if lr_div and configured > 0 else None
         out.metric("lr_descent_start", start)
@@ -242,6 +244,12 @@ class LrRangeProbe(Probe):
             out.graded(msg + f" Lower it; the sweep suggests {suggestions}.", value=over_div,
                        warn_limit=cfg.high_warn - 1e-12, fail_limit=cfg.high_fail - 1e-12,
                        where="build_optimizer", metric="lr_over_divergence")
+        elif descends and sug.descent > 1.0:
+            out.metric("undecided", True)
+            out.skip(f"cannot judge the learning rate: in the sweep the loss fell below zero (from "
+                     f"{sug.start_level:.3g} to {min(c for c in curve.losses if math.isfinite(c)):.3g}), "
+                     "so it is unbounded below and the curve's landmarks say nothing about the LR (see "
+                     f"loss-setup: e.g. NLLLoss on outputs that are not log-probabilities); {sweep}")
         elif not descends or start is None:
             out.metric("undecided", True)
             out.skip(f"cannot judge the learning rate: over the whole sweep the loss fell only "
