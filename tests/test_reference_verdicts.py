@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -44,10 +43,6 @@ def check_json(path: Path, tmp_path: Path, *args: str) -> dict:
     result = CliRunner().invoke(main, ["check", str(path), "--json", str(out), *args])
     assert result.exit_code in (0, 1), result.output
     return json.loads(out.read_text())
-
-
-def needs_mnist(path: Path) -> bool:
-    return "mlp" in path.name or "cnn" in path.name or "seq_classifier" in path.name
 
 
 def test_every_broken_variant_is_in_the_manifest():
@@ -97,14 +92,15 @@ def test_bug_manifest_lists_every_bug_file_with_a_complete_entry():
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_broken_variant_fails_exactly_its_manifest_probes(name, tmp_path):
-    path = BROKEN / name
-    if needs_mnist(path) and not (Path(os.environ.get("NNDIAG_DATA_DIR", "")) / "mnist").is_dir():
-        pytest.skip("needs MNIST (NNDIAG_DATA_DIR)")
-    report = check_json(path, tmp_path)
-    failed = sorted(r["probe"] for r in report["results"] if r["status"] == "fail")
-    assert failed == sorted(MANIFEST[name]["probes"]), {
-        r["probe"]: (r["status"], r["summary"]) for r in report["results"]}
+def test_broken_variant_fails_its_manifest_probes_and_no_unexplained_one(name, tmp_path):
+    # Every probe the manifest names must fail; another probe may fail too only where the
+    # manifest's warn_ok says why that is a genuine second signal of the same bug.
+    report = check_json(BROKEN / name, tmp_path)
+    failed = {r["probe"] for r in report["results"] if r["status"] == "fail"}
+    entry = MANIFEST[name]
+    detail = {r["probe"]: (r["status"], r["summary"]) for r in report["results"]}
+    assert set(entry["probes"]) <= failed, detail
+    assert failed - set(entry["probes"]) <= set(entry.get("warn_ok", [])), detail
 
 
 HEALTHY = ["xor.py", "mlp.py", "cnn.py", "lstm.py", "seq_classifier.py"]
@@ -119,9 +115,7 @@ def _weights_for(name: str) -> Path | None:
 @pytest.mark.parametrize("trained", [False, True], ids=["fresh", "trained"])
 @pytest.mark.parametrize("name", HEALTHY)
 def test_healthy_reference_model_gets_no_fail(name, trained, tmp_path):
-    path = REPO / "reference_models" / name
-    if needs_mnist(path) and not (Path(os.environ.get("NNDIAG_DATA_DIR", "")) / "mnist").is_dir():
-        pytest.skip("needs MNIST (NNDIAG_DATA_DIR)")
+    path = REPO / "reference_models" / name  # MNIST ships with the project: nothing to skip
     args = []
     if trained:
         weights = _weights_for(name)
