@@ -299,3 +299,59 @@ def test_zero_grad_between_backward_and_step_fails_without_crashing():
     r = result(model=tiny(), batch=data(), train_step=train_step)
     assert r.status == "fail", r.summary
     assert any("does not update the model" in f.message for f in r.findings)
+
+
+def _bn_net():
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 3))
+
+
+def test_train_step_that_leaves_eval_mode_fails():
+    # zoo digits_bn_mlp_accuracy: the step measures accuracy in eval mode and never switches back
+    def train_step(model, opt, batch):
+        opt.zero_grad()
+        loss = LOSS(model(batch[0]), batch[1])
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            (model(batch[0]).argmax(1) == batch[1]).float().mean()
+        return loss.item()
+
+    r = result(model=_bn_net, batch=data(), train_step=train_step)
+    assert r.status == "fail"
+    (f,) = [f for f in r.findings if f.metric == "left_in_eval_mode"]
+    assert f.value == 2  # the BatchNorm and the Dropout
+
+    def polite(model, opt, batch):  # the same, switching back: healthy
+        loss = train_step(model, opt, batch)
+        model.train()
+        return loss
+
+    r = result(model=_bn_net, batch=data(), train_step=polite)
+    assert not [f for f in r.findings if f.metric == "left_in_eval_mode"], r.findings
+
+
+def test_batchnorm_frozen_from_scratch_fails_but_frozen_pretrained_is_a_fact():
+    class FrozenBN(nn.Sequential):
+        def train(self, mode=True):  # the detection-code idiom: BatchNorm stays in eval mode
+            super().train(mode)
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm1d):
+                    m.eval()
+            return self
+
+    def scratch():
+        return FrozenBN(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    r = result(model=scratch, batch=data(), loss_fn=LOSS)
+    assert r.status == "fail" and any(f.metric == "frozen_batchnorm" for f in r.findings)
+
+    def pretrained():
+        m = scratch()
+        m[1].running_mean.fill_(0.3)
+        m[1].running_var.fill_(2.0)
+        return m
+
+    r = result(model=pretrained, batch=data(), loss_fn=LOSS)
+    assert r.status == "pass", [f.message for f in r.findings]
+    assert any(f.metric == "frozen_batchnorm" and f.severity == "pass" for f in r.findings)
