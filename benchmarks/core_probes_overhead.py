@@ -28,7 +28,7 @@ import nndiag  # noqa: E402
 from nndiag.loading import load_model_file  # noqa: E402
 from nndiag.probes.nan import NanConfig  # noqa: E402
 from nndiag.runner import RunOptions, check_subject  # noqa: E402
-from nndiag.subject import Workbench  # noqa: E402
+from nndiag.workbench import Workbench  # noqa: E402
 
 CORE = ("params", "data", "nan", "gradients")
 

@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from nndiag.loading import load_model_file  # noqa: E402
 from nndiag.runner import RunOptions, check_subject  # noqa: E402
-from nndiag.subject import Workbench, default_optimizer  # noqa: E402
+from nndiag.optimizers import default_optimizer  # noqa: E402
+from nndiag.workbench import Workbench  # noqa: E402
 
 MODELS = ("xor", "mlp", "cnn", "lstm", "seq_classifier")
 START, END, NUM_IT = 1e-7, 10.0, 100

@@ -119,7 +119,7 @@ def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optim
                          hint=f"Pass loss_fn=torch.nn.{loss_fn.__name__}() (with parentheses).")
     if isinstance(optimizer, torch.optim.Optimizer):
         # The user's own optimizer object: nndiag builds one like it over each copy's parameters
-        # (nndiag.subject._own_copy) and never steps this one.
+        # (nndiag.optimizers.own_copy) and never steps this one.
         optimizer = (lambda params, given=optimizer: given)
     if name is None:  # the instance's class, or the factory's own name (a lambda has none)
         name = type(user_model).__name__ if user_model is not None else getattr(model, "__name__", "model")

@@ -18,7 +18,7 @@ import torch
 
 from nndiag.passes import TRAINING_SAMPLES
 from nndiag.seeding import fork_seeded
-from nndiag.subject import Workbench
+from nndiag.workbench import Workbench
 from nndiag.torchhooks import CallInfo, CallTracer, all_finite, module_label
 from nndiag.training_trace import NonFinite, check_params
 

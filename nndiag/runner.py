@@ -96,7 +96,7 @@ def check_subject(subject, options: RunOptions | None = None,
     from nndiag.plugins import PluginHost
     from nndiag.probe import ProbeContext, build_config, describe_result
     from nndiag.seeding import seed_everything
-    from nndiag.subject import Workbench
+    from nndiag.workbench import Workbench
 
     options = options or RunOptions()
     host = host if host is not None else PluginHost(options.extra_plugins)

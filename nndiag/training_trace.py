@@ -20,7 +20,7 @@ import torch
 from nndiag.batches import iter_tensors, split_batch
 from nndiag.errors import SubjectError
 from nndiag.passes import TRAINING_SAMPLES, TrainingPass
-from nndiag.subject import Workbench
+from nndiag.workbench import Workbench
 from nndiag.torchhooks import all_finite
 
 

@@ -155,7 +155,7 @@ def test_weights_are_loaded(tmp_path):
                  "def sample_batch(): return torch.ones(4, 3), torch.randint(0, 2, (4,))\n"
                  "loss_fn = nn.CrossEntropyLoss()\n")
     subject = load_model_file(f, weights=tmp_path / "w.pt")
-    from nndiag.subject import Workbench
+    from nndiag.workbench import Workbench
 
     fresh = Workbench(subject).fresh_model()
     assert torch.equal(fresh.weight, torch.full((2, 3), 0.5))

@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from nndiag.subject import StepResult, Subject, Workbench  # noqa: E402
+from nndiag.subject import Subject  # noqa: E402
+from nndiag.workbench import StepResult, Workbench  # noqa: E402
 
 BATCH = (torch.randn(8, 4), torch.randint(0, 2, (8,)))
 

@@ -16,7 +16,8 @@ import torch
 from nndiag.batches import to_device
 from nndiag.errors import SubjectError
 from nndiag.seeding import preserved_rng, seed_everything
-from nndiag.subject import Subject, Workbench
+from nndiag.subject import Subject
+from nndiag.workbench import Workbench
 from nndiag.watch import watch as make_watch
 from nndiag.watch.core import Watch
 
