@@ -61,7 +61,7 @@ class NanProbe(Probe):
     cost = 95  # the order of a check: cheapest first
     hint = ('NaN/Inf usually come from log/sqrt/division of 0 or negatives, a too-large learning rate '
             'or unnormalised inputs; the first module listed is where it first appears')
-    description = "Finds the first NaN/Inf in a few training steps: inputs, parameters, module, loss or gradient."
+    description = "Finds the first NaN/Inf in the training nndiag runs: inputs, parameters, module, loss or gradient."
     Config = NanConfig
 
     def requires(self):
