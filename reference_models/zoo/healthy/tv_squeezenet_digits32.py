@@ -17,7 +17,7 @@ def build_model():
 
 
 _x, _y = _data.digits_rgb(32, limit=512)
-train_loader = _data.loader(_x, _y, batch_size=8)
+train_loader = _data.loader(_x, _y, batch_size=16)
 
 criterion = nn.CrossEntropyLoss()
 
