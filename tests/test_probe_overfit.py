@@ -373,3 +373,14 @@ def test_strong_weight_decay_that_stops_fitting_fails(seed):
               loss_fn=nn.CrossEntropyLoss(), seed=seed,
               optimizer=lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=3.0))
     assert res.status.value == "fail", res.summary
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_classifier_that_learns_only_the_class_prior_fails(seed):
+    # SO 55328966 (broken/sigmoid_unscaled_pixels): the loss falls ~12%, all of it to the loss of
+    # predicting the class frequencies, while the batch accuracy stays below chance
+    res = run(BROKEN / "sigmoid_unscaled_pixels.py", seed=seed)
+    assert res.status.value == "fail", res.summary
+    (f,) = [f for f in res.findings if f.severity.value == "fail"]
+    assert f.metric == "baseline_gain" and f.value < 0.1
+    assert res.metrics["accuracy_gain"] < 0.1

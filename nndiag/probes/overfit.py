@@ -314,6 +314,9 @@ def decide(run: FitRun, m: dict[str, Any], cfg: OverfitConfig) -> str:
         if gain < cfg.min_accuracy_gain and loss_flat:
             return "fail-accuracy" if drop is None or m["below_floor"] or drop >= cfg.min_drop \
                 else "fail-drop"
+        base = m.get("baseline_gain")
+        if gain < cfg.min_accuracy_gain and base is not None and base < cfg.min_drop:
+            return "fail-baseline"  # the loss fell only to the class prior's: nothing else learned
         acc_flat = m.get("accuracy_late_gain") is None or m["accuracy_late_gain"] <= 0.01
         if gain < cfg.stall_accuracy_gain and plateaued and acc_flat:
             return "fail-stalled"
