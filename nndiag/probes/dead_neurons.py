@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nndiag.activation_sites import HARD_ZERO
 from nndiag.activation_trace import (
-    HARD_ZERO,
     activations_after_steps,
     default_init_activations,
     trace_or_skip,

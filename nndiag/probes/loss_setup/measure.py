@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from nndiag.activation_trace import POOLING, OpRecord, OpRecorder
 from nndiag.errors import SubjectError
 from nndiag.probes.loss_setup.rules import LOSS_INPUT, loss_elements
+from nndiag.provenance import POOLING, OpRecord, OpRecorder
 from nndiag.torchhooks import CallInfo, CallTracer, train_mode
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from nndiag.activation_trace import POOLING, OpRecord
 from nndiag.probe import Outcome
 from nndiag.probes.loss_setup.measure import LossCall
 from nndiag.probes.loss_setup.rules import (
@@ -26,6 +25,7 @@ from nndiag.probes.loss_setup.rules import (
     where_of,
     wrong_softmax_dim,
 )
+from nndiag.provenance import POOLING, OpRecord
 
 
 def check_constant_softmax(out: Outcome, trace: Any) -> None:

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from nndiag.activation_trace import PASSTHROUGH, POOLING, OpRecord
+from nndiag.provenance import PASSTHROUGH, POOLING, OpRecord
 
 #: functional loss op -> what its input must be
 LOSS_INPUT = {
