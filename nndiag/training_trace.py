@@ -57,6 +57,7 @@ class TrainingTrace:
     stats: list[dict[str, ParamStats]] = field(default_factory=list)  # first ``stats_steps`` steps
     param_names: list[str] = field(default_factory=list)  # trainable parameters, model order
     param_ndims: dict[str, int] = field(default_factory=dict)  # their number of dimensions
+    param_numels: dict[str, int] = field(default_factory=dict)  # their number of elements
     optimizer: str = ""  # the optimizer's class name (LBFGS steps are whole line searches)
     non_finite: NonFinite | None = None
     own_step: bool = False  # the user's train_step did the updates
@@ -132,7 +133,8 @@ def run_training_trace(bench: Workbench, steps: int, stats_steps: int,
     batches = bench.probe_batches(samples)  # the same batches whatever other probes fetched
     optimizer_name = type(optimizer).__name__
     trace = TrainingTrace(0, param_names=[n for n, _ in named], own_step=bench.has_own_step,
-                          param_ndims={n: p.dim() for n, p in named}, optimizer=optimizer_name)
+                          param_ndims={n: p.dim() for n, p in named}, optimizer=optimizer_name,
+                          param_numels={n: p.numel() for n, p in named})
     source = bench.subject.data_source
     for step in range(steps):
         batch = batches[step % len(batches)]

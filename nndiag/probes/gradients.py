@@ -48,6 +48,10 @@ class GradientsConfig:
     vanishing_ratio: float = threshold(1e-3, "AUTOTRAINER: first/last layer gradient-norm ratio < "
                                        "1e-3; " + _SRC, "warn when the first weight's gradient "
                                        "norm is this much smaller than the last's")
+    dead_share: float = threshold(0.1, "measured on the zoo: a healthy SE-CNN's dead squeeze path is "
+                                  "0.5% of its weights, the dead-ReLU bugs' dead layers most of theirs "
+                                  "(docs/probes/gradients.md)", "exactly-zero weight gradients fail when "
+                                  "the dead tensors hold at least this share of the weights")
     update_warn: float = threshold(1.0, _SRC, "warn when one step moves a weight by more than this "
                                    "times its norm (|w_after - w_before| / |w|, largest over steps)")
     update_fail: float = threshold(3.0, _SRC, "fail above this update/weight ratio")
@@ -159,7 +163,8 @@ class GradientsProbe(Probe):
         top = max((p.max_abs_grad for p in weights), default=0.0)
         out.metric("largest_weight_max_abs_grad", top)
         self._tiny_non_weights(ctx, out, [p for p in tiny if ndim.get(p.name, 2) < 2])
-        self._zero_and_vanishing(out, [p for p in tiny if ndim.get(p.name, 2) >= 2], top)
+        self._zero_and_vanishing(out, [p for p in tiny if ndim.get(p.name, 2) >= 2], top,
+                                 trace.param_numels, [p.name for p in weights])
         self._steps_too_large(out, params, ndim, trace.optimizer)
         self._exploding(out, connected)
         self._ratio(out, weights)
@@ -215,8 +220,24 @@ class GradientsProbe(Probe):
                         where=others[0], value=min(p.max_abs_grad for p in params if p.name in others),
                         metric="max_abs_grad")
 
-    def _zero_and_vanishing(self, out: Outcome, params: list[ParamSummary], top: float) -> None:
+    def _zero_and_vanishing(self, out: Outcome, params: list[ParamSummary], top: float,
+                            numels: dict | None = None, weights: list[str] | None = None) -> None:
         limit, rel = self.config.vanishing_max_abs, self.config.vanishing_relative
+        numels = numels or {}
+        total = sum(numels.get(n, 0) for n in (weights or [])) or 1
+        dead = [p for p in params if p.max_abs_grad == 0.0]
+        share = sum(numels.get(p.name, 0) for p in dead) / total if numels else 1.0
+        out.metric("dead_weight_share", share if dead else 0.0)
+        if dead and share < self.config.dead_share:
+            # a small dead side path (a squeeze-excitation block whose few ReLUs are all off at
+            # initialisation: its gate is a constant) while the rest of the network trains
+            names = [p.name for p in dead]
+            out.finding("pass", f"{len(dead)} small weight tensor(s), {share:.1%} of the network's weights, "
+                        f"get an exactly zero gradient at every step: {_names(names)}. A dead side path "
+                        "(e.g. a squeeze-excitation block whose few ReLUs are all inactive, leaving a "
+                        "constant gate); the rest of the network trains.", where=names[0], value=share,
+                        limit=self.config.dead_share, metric="dead_weight_share")
+            params = [p for p in params if p.max_abs_grad != 0.0]
         for p in params:
             if p.max_abs_grad == 0.0:
                 out.fail(f"The gradient of {p.name} is exactly zero at every step: nothing flows "

@@ -368,6 +368,18 @@ class UpdatesProbe(Probe):
             still = [n for n in zero_unchanged if n in zero_everywhere]
             moved = [n for n in zero_changed if n in zero_everywhere]
             on = f"on all {batches} probe batches" if batches > 1 else "on the probe batch"
+            sizes = {n: p.numel() for n, p in after}
+            total = sum(sizes[n] for n, p in after if p.requires_grad and p.dim() >= 2) or 1
+            share = sum(sizes.get(n, 0) for n in still) / total
+            dims = {n: p.dim() for n, p in after}
+            side_path = all(dims.get(n, 2) >= 2 or n.endswith("bias") for n in still)
+            if still and side_path and share < 0.1:  # a small dead side path (gradients' dead_share)
+                out.finding("pass", f"{len(still)} small parameter tensor(s), {share:.1%} of the weights, "
+                            f"never change: their gradient is exactly zero {on}: {_names(still, limit)}. "
+                            "A dead side path (e.g. a squeeze-excitation block whose few ReLUs are all "
+                            "inactive); the rest of the model trains.", where=_common_module(still),
+                            value=len(still), metric="zero_gradient")
+                still = []
             if still:
                 out.warn(f"{len(still)} parameter tensor(s) never change: their gradient is exactly "
                          f"zero {on}, so no step can move them: {_names(still, limit)}. The loss does "
