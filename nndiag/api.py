@@ -120,7 +120,9 @@ def subject_from_objects(*, model, batch=None, batches=None, loss_fn=None, optim
     if isinstance(optimizer, torch.optim.Optimizer):
         # The user's own optimizer object: nndiag builds one like it over each copy's parameters
         # (nndiag.optimizers.own_copy) and never steps this one.
-        optimizer = (lambda params, given=optimizer: given)
+        from nndiag.optimizers import own_copy
+
+        optimizer = (lambda params, given=optimizer: own_copy(given, params))
     if name is None:  # the instance's class, or the factory's own name (a lambda has none)
         name = type(user_model).__name__ if user_model is not None else getattr(model, "__name__", "model")
         name = "model" if name == "<lambda>" else name

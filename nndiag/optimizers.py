@@ -18,16 +18,26 @@ def default_optimizer(params: Iterable[torch.nn.Parameter]) -> torch.optim.Optim
     return torch.optim.Adam(params, lr=DEFAULT_LR)
 
 
-def checked_optimizer(opt: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def checked_optimizer(opt: Any, params: list[torch.nn.Parameter],
+                      user_params: frozenset[int] = frozenset()) -> torch.optim.Optimizer:
     """What ``build_optimizer(params)`` returned, as an optimizer nndiag may step (see
-    :func:`own_copy`); SubjectError for a class or anything that is not an optimizer."""
+    :func:`own_copy`); SubjectError for a class or anything that is not an optimizer.
+
+    ``user_params`` are the ids of the user's own model instance's parameters (``model = Net()``
+    in the file, ``model=`` in the API): an optimizer over those is the user's own optimizer, used
+    as they would use it, so a like one is built over the copy. An optimizer over any other
+    parameters is kept as it is: it is the bug the ``updates`` probe names ("not parameters of
+    this model")."""
     if isinstance(opt, type):
         raise SubjectError(
             f"build_optimizer(params) returned the class {opt.__name__}, not an optimizer.",
             hint=f"Return an instance: `return torch.optim.{opt.__name__}(params, lr=1e-3)`.",
         )
     if isinstance(opt, torch.optim.Optimizer):
-        return own_copy(opt, params)
+        held = [p for g in opt.param_groups for p in g["params"]]
+        if held and user_params and all(id(p) in user_params for p in held):
+            return own_copy(opt, params)
+        return opt
     raise SubjectError(
         f"build_optimizer(params) returned a {type(opt).__name__}, not a torch.optim.Optimizer.",
         hint="Return an optimizer, e.g. `return torch.optim.Adam(params, lr=1e-3)`.",

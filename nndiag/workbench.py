@@ -104,7 +104,10 @@ class Workbench:
         self.trainable_parameters(model)  # fail early and clearly when there is nothing to train
         factory = self.subject.optimizer_factory or default_optimizer
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = checked_optimizer(self._user_call("build_optimizer(params)", factory, params), params)
+        user = self.subject.user_model
+        user_params = frozenset(id(p) for p in user.parameters()) if user is not None else frozenset()
+        opt = checked_optimizer(self._user_call("build_optimizer(params)", factory, params), params,
+                                user_params)
         if needs_closure(opt) and self.subject.train_step is None:
             opt.step = self._closure_step(opt)  # type: ignore[method-assign]
         return opt
