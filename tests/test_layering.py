@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 # Over the limit today, waiting to be split once the probes' recalibration (issue 9) settles; the
 # list may only shrink (tests/test_layering.py fails for any other module over the limit).
-KNOWN_LONG = {"probes/overfit.py", "probes/updates.py", "probes/batch_independence.py"}
+KNOWN_LONG = {"probes/updates.py"}
 
 
 def _lint(*args: str) -> subprocess.CompletedProcess:

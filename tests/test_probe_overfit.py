@@ -1,4 +1,4 @@
-"""The overfit probe (nndiag/probes/overfit.py)."""
+"""The overfit probe (nndiag/probes/overfit/)."""
 
 import copy
 import math
