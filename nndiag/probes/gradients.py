@@ -106,6 +106,22 @@ def summarise(name: str, steps: list[ParamStats]) -> ParamSummary:
     )
 
 
+def graph_cut(params: list[ParamSummary]) -> str:
+    """Where the graph is cut: "fc1 gets no gradient, fc2 does: the graph is cut between them",
+    for the first module (in the model's order) without gradients followed by one with them."""
+    modules: list[list] = []  # [module path, any parameter connected]
+    for p in params:
+        path = p.name.rsplit(".", 1)[0] if "." in p.name else "<model>"
+        if modules and modules[-1][0] == path:
+            modules[-1][1] = modules[-1][1] or p.connected
+        else:
+            modules.append([path, p.connected])
+    for (before, got_before), (after, got_after) in zip(modules, modules[1:]):
+        if not got_before and got_after:
+            return f"{before} gets no gradient, {after} does: the graph is cut between them"
+    return ""
+
+
 def _names(names: list[str], limit: int = 6) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
@@ -192,11 +208,13 @@ class GradientsProbe(Probe):
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         note = (" (read after your train_step: if it clears gradients at its end, clear them at "
                 "its start instead)" if own_step else "")
+        cut = graph_cut(params)
         for name in missing:
-            out.fail(f"{name} requires grad but gets no gradient: it is not connected to the loss. "
-                     "Look for a .detach(), a layer defined but never called in forward, or an "
-                     f"output that bypasses it{note}.", where=name, metric="grad")
-        return f"no gradient reaches {shown}"
+            out.fail(f"{name} requires grad but gets no gradient: it is not connected to the loss"
+                     + (f" ({cut})" if cut else "") + ". Look for a .detach(), a layer defined but "
+                     f"never called in forward, or an output that bypasses it{note}.", where=name,
+                     metric="grad")
+        return f"no gradient reaches {shown}" + (f"; {cut}" if cut else "")
 
     def _tiny_non_weights(self, ctx, out: Outcome, params: list[ParamSummary]) -> None:
         """Biases and normalisation parameters with a tiny gradient: facts, not failures."""
