@@ -20,13 +20,9 @@ from typing import Callable, Iterator, TextIO
 SHOW_AFTER_SECONDS = 2.0
 TICK_SECONDS = 0.5
 
-_STEP: list[str] = [""]  # the running code's latest step note (one run at a time per process)
+from nndiag import activity
+from nndiag.activity import note_step  # noqa: F401 - the public name, kept where docs point
 
-
-def note_step(text: str) -> None:
-    """Say what the running probe or pass is doing now (``"lr sweep step 40/100"``); shown on the
-    progress line until the next note or the next probe. Cheap: one list store, no I/O."""
-    _STEP[0] = text
 
 
 class ProgressLine:
@@ -52,13 +48,13 @@ class ProgressLine:
         with self._lock:
             self.subject, self.probe, self.index, self.total = subject, probe_id, index, total
             self.probe_started = time.monotonic()
-            _STEP[0] = ""
+            activity.reset()
         self.draw()
 
     def text(self) -> str:
         """The line as it would be drawn now."""
         now = time.monotonic()
-        step = f", {_STEP[0]}" if _STEP[0] else ""
+        step = f", {activity.current()}" if activity.current() else ""
         line = (f"{self.subject}: {self.index}/{self.total} probes done; {self.probe} "
                 f"({now - self.probe_started:.0f} s{step})")
         return line[: self.width - 1]
@@ -87,7 +83,7 @@ class ProgressLine:
                 self.stream.write("\r" + " " * self.drawn + "\r")
                 self.stream.flush()
                 self.drawn = 0
-        _STEP[0] = ""
+        activity.reset()
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import torch
 from nndiag.batches import batch_size, call_model, split_batch, to_device
 from nndiag.errors import ProbeSkipped, SubjectError, describe_exception
 from nndiag.isolation import ProcessExit
+from nndiag.activity import count_training_step
 from nndiag.optimizers import checked_optimizer, default_optimizer, needs_closure
 from nndiag.seeding import fork_seeded
 from nndiag.subject import Subject
@@ -292,6 +293,7 @@ class Workbench:
         not applied, and a non-finite loss is not backpropagated (a user ``train_step`` is checked
         after its own update). ``keep_output`` keeps the model's output (``loss_fn`` files only).
         """
+        count_training_step()  # the progress line shows the step count inside long probes
         s = self.subject
         if s.train_step is not None:
             out = self._user_call(

@@ -36,3 +36,25 @@ def test_a_new_probe_clears_the_step(monkeypatch):
         progress.note_step("step 7/300")
         update("m.py", "nan", 1, 2)
     assert fake.getvalue().rsplit("\r", 3)[-3].startswith("m.py: 1/2 probes done; nan (0 s)")
+
+
+def test_every_training_step_ticks_the_progress_note():
+    """The one training step (Workbench.step) counts itself, so a long probe shows its steps."""
+    import torch
+    import torch.nn as nn
+
+    from nndiag import activity
+    from nndiag.subject import Subject
+    from nndiag.workbench import Workbench
+
+    batch = (torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    bench = Workbench(Subject("s", model_factory=lambda: nn.Linear(3, 2), batches=lambda: [batch],
+                              loss_fn=nn.CrossEntropyLoss()))
+    model = bench.fresh_model()
+    opt = bench.make_optimizer(model)
+    activity.reset()
+    for _ in range(3):
+        bench.train_one_step(model, opt, batch)
+    assert activity.current() == "training step 3"
+    activity.reset()
+    assert activity.current() == ""
