@@ -214,11 +214,11 @@ def redundant(ctx: ProbeContext, after, names: list[str]) -> set[str]:
     the softmax cancels): their gradient is zero by construction."""
     if not names:
         return set()
-    from nndiag.probes.gradients import _biases_before_normalisation
+    from nndiag.probes.gradients.structure import biases_before_normalisation
 
     dims = {n: p.dim() for n, p in after}
     try:
-        feeding = _biases_before_normalisation(ctx)
+        feeding = biases_before_normalisation(ctx)
     except Exception:  # noqa: BLE001 - the trace is an aid; without it only the shapes count
         feeding = set()
     return {n for n in names if n in feeding or (dims.get(n, 2) < 2 and n.rsplit(".", 1)[-1].endswith("bias"))}
