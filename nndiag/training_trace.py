@@ -3,10 +3,12 @@
 A fresh model trains for a few steps on the probe batches, exactly as the user's code would, while
 recording what both probes need: the loss, per-parameter gradient statistics and update sizes for
 the first steps, and a cheap finiteness check of inputs, parameters, loss and gradients at every
-step. Watching every op is expensive (``detect_anomaly`` costs 2.5-3x, prior-art.md), so the pass
-runs plain; only when something turns non-finite does :mod:`nndiag.nan_locator` rebuild the model,
-replay up to that step and run that one step under full instrumentation. A healthy run therefore
-pays for one extra gradient-norm kernel per step and nothing more.
+step. Watching every op is expensive (``detect_anomaly`` costs 2.5-3x, Lightning issues
+https://github.com/Lightning-AI/pytorch-lightning/issues/12344 and
+https://github.com/Lightning-AI/pytorch-lightning/issues/17359), so the pass runs plain; only
+when something turns non-finite does :mod:`nndiag.nan_locator` rebuild the model, replay up to
+that step and run that one step under full instrumentation. A healthy run therefore pays for one
+extra gradient-norm kernel per step and nothing more.
 """
 
 from __future__ import annotations

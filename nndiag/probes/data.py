@@ -37,7 +37,7 @@ _MIN_SIGNAL_SAMPLES = 100
 class DataConfig:
     """Settings of the data probe."""
 
-    samples: int = threshold(256, "same sample count as the dead-neurons probe (issue #3)",
+    samples: int = threshold(256, "same sample count as the dead-neurons probe",
                              "samples examined for identical targets and input scale")
     max_abs_mean: float = threshold(
         10.0, "nndiag: standardised inputs have mean ~0 and std ~1; raw 0-255 pixels (bug "
@@ -145,7 +145,7 @@ class DataProbe(Probe):
     @staticmethod
     def _feature_scales(out: Outcome, inputs: list[Any], limit: float) -> None:
         """Per-feature spread of tabular inputs ((N, F) float tensors): the whole tensor's std
-        hides features scaled twice while one raw column dominates (issue 9)."""
+        hides features scaled twice while one raw column dominates."""
         tables = [t for p in inputs for t in _floats(p)]
         if not tables or any(t.dim() != 2 for t in tables) or len({t.shape[1] for t in tables}) != 1:
             return

@@ -40,10 +40,10 @@ class DeadNeuronsConfig:
     """Settings of the dead-neurons probe."""
 
     samples: int = threshold(
-        256, "issue 3 (at least 256 samples when the data has them)",
+        256, "own choice: at least 256 samples when the data has them",
         "samples pulled from the data for the activation pass")
     max_active_fraction: float = threshold(
-        0.0, "issue 3 ('units that never activate'); SageMaker Debugger uses 0.01",
+        0.0, "own choice ('units that never activate'); SageMaker Debugger uses 0.01",
         "a unit is inactive when its input is positive in at most this fraction of its observations")
     remeasure_fraction: float = threshold(
         0.2, f"{_SOURCE} (healthy layers at init: up to 59%; the re-measure costs {10} steps)",

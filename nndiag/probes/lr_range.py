@@ -22,7 +22,8 @@ from nndiag.hookspecs import hookimpl
 from nndiag.lr_sweep import BlowupWatch, EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 
-_LR_TABLE = "prior-art.md, 'LR range test defaults'"
+_LR_TABLE = ("the LR range test defaults of fastai lr_find, Lightning Tuner.lr_find and "
+             "torch-lr-finder, https://github.com/davidtvs/pytorch-lr-finder")
 
 
 @dataclass(frozen=True)

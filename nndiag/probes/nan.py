@@ -2,7 +2,7 @@
 
 It watches its own few steps on the probe batches (the shared pass), and judges every other
 training run of the same check too: a loss that turns non-finite at step 42 of the overfit run is
-a ``nan`` finding with its producer located by a replay of that run (issue 9, "one training pass
+a ``nan`` finding with its producer located by a replay of that run ("one training pass
 sees everything"). So that those runs have happened, nan runs after overfit.
 
 Answers in the order the values flow: already in the inputs or targets, already in a parameter,
@@ -30,7 +30,7 @@ class NanConfig:
     """Settings of the nan probe."""
 
     steps: int = threshold(
-        20, "issue #2 (enough updates for a NaN that needs a few steps to appear, e.g. from a "
+        20, "own choice (enough updates for a NaN that needs a few steps to appear, e.g. from a "
         "too-high learning rate); torch's detect_anomaly checks one step only",
         "training steps to run while watching for NaN/Inf")
 

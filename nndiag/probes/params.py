@@ -140,7 +140,7 @@ class ParamsProbe(Probe):
 
     @staticmethod
     def _frozen_fact(out: Outcome, layers: list[LayerCount], frozen: int) -> None:
-        """Frozen layers among trainable ones: one fact, not a warning per layer (issue 9).
+        """Frozen layers among trainable ones: one fact, not a warning per layer.
 
         A frozen backbone with a new head is how fine-tuning is done; nothing in the parameter
         counts says whether the freezing was meant. A parameter that should train but does not is

@@ -29,7 +29,7 @@ from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 class SaturationConfig:
     """Settings of the saturation probe."""
 
-    samples: int = threshold(256, "issue 3 (same pass as dead-neurons)",
+    samples: int = threshold(256, "same pass as dead-neurons (256 samples)",
                              "samples pulled from the data for the activation pass")
     input_limit: float = threshold(
         5.0, "DeepDiagnosis (inputs beyond +-5); SageMaker Debugger uses 9.5 for tanh, -23/17 for sigmoid",

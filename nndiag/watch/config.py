@@ -1,11 +1,11 @@
 """The watch's settings: schedule, thresholds (each citing where its number comes from) and policies.
 
-A threshold's source is either the prior art (``shared/design/watch-prior-art.md`` and
-``prior-art.md``, cited by tool) or a measurement on healthy runs of the reference models, made
-with the command given in docs/watch.md ("healthy runs"). Policies say what a check does when it
-finds something: ``report`` (only in the report), ``warn`` (also printed as it happens) or ``stop``
-(also stops training: :class:`~nndiag.watch.TrainingStopped` in a plain loop, the trainer's stop
-flag in Lightning and transformers).
+A threshold's source is either the prior art (cited by tool or paper) or a measurement on
+healthy runs of the reference models, made with the command given in docs/watch.md ("healthy
+runs"). Policies say what a check does when it finds something: ``report`` (only in the report),
+``warn`` (also printed as it happens) or ``stop`` (also stops training:
+:class:`~nndiag.watch.TrainingStopped` in a plain loop, the trainer's stop flag in Lightning and
+transformers).
 """
 
 from __future__ import annotations
@@ -40,15 +40,16 @@ class WatchConfig:
         0, "own measurement (docs/watch.md): one full gradient-norm pass took about 7% of the "
         "reference MLP's CPU step; 0 = every step on CUDA, every 5th on CPU",
         "steps between full per-parameter gradient norms (the small parameters are checked every step)")
-    sample_every: int = threshold(50, "watch-prior-art.md §4 goal table (dead units, saturation, "
-                                  "update ratio every N=50)",
+    sample_every: int = threshold(50, "own choice: dead units, saturation and update "
+                                  "ratio every N=50 steps (wandb's default is 1000)",
                                   "steps between per-layer samples (activations, update ratios)")
     # --- loss
     spike_sigma: float = threshold(6.0, "OLMo-core StabilityMonitor / SkipStepOptimizer: 6 sigma "
                                    "over a 128-step window", "a loss spike is this many std above "
                                    "the window's mean")
     spike_window: int = threshold(128, "OLMo-core (128-step window)", "steps in the spike window")
-    spike_warmup: int = threshold(20, "watch-prior-art.md §4 (warm-up 20 steps)",
+    spike_warmup: int = threshold(20, "own choice: 20 steps of warm-up before the OLMo-core "
+                                  "z-score rule",
                                   "steps before spikes are judged")
     divergence_factor: float = threshold(
         3.0, "own measurement (docs/watch.md): healthy block medians reach 3.8x the best late in the "
@@ -59,13 +60,13 @@ class WatchConfig:
         1e3, "own measurement (docs/watch.md): healthy layers grow at most 11x over their early norm "
         "(seq_classifier); 1e3 keeps two orders of margin", "a layer explodes when its gradient norm "
         "exceeds this times its early median")
-    exploding_abs: float = threshold(1e6, "TheDeepChecker: exploding when |g| > 1e6 (prior-art.md)",
+    exploding_abs: float = threshold(1e6, "TheDeepChecker: exploding when |g| > 1e6",
                                      "a layer explodes when its gradient norm exceeds this")
     vanishing_ratio: float = threshold(
-        1e-3, "AUTOTRAINER: first/last-layer norm ratio < 1e-3 (prior-art.md); healthy layers keep "
-        "0.63 or more of the last layer's relative norm (docs/watch.md)", "a layer vanishes when its "
+        1e-3, "AUTOTRAINER (Zhang et al., ICSE 2021): first/last-layer norm ratio < 1e-3; "
+        "healthy layers keep 0.63 or more of the last layer's relative norm (docs/watch.md)", "a layer vanishes when its "
         "norm over its early norm falls this much below the last layer's")
-    vanishing_abs: float = threshold(1e-7, "torchdiag: vanishing when max |g| < 1e-7 (prior-art.md)",
+    vanishing_abs: float = threshold(1e-7, "torchdiag: vanishing when max |g| < 1e-7",
                                      "a layer vanishes when its gradient norm falls below this")
     sustain: int = threshold(2, "own choice: one bad log interval can be noise", "consecutive log "
                              "intervals a per-layer condition must hold before it is reported")
@@ -102,9 +103,10 @@ class WatchConfig:
     # --- AMP
     amp_min_scale: float = threshold(1.0, "DeepSpeed min_loss_scale default 1 (aborts there, "
                                      "DeepSpeed#5426)", "a GradScaler scale below this has collapsed")
-    amp_max_consecutive_skips: int = threshold(20, "watch-prior-art.md §4 (error only if > K=20 "
-                                               "consecutive skips)", "consecutive skipped steps "
-                                               "reported as divergence, not warm-up")
+    amp_max_consecutive_skips: int = threshold(20, "own choice: error only after more than K=20 "
+                                               "consecutive skips (no monitor gives this "
+                                               "verdict)", "consecutive skipped steps reported as "
+                                               "divergence, not warm-up")
     policy: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
     profile: str = "default"
 

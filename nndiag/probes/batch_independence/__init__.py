@@ -159,7 +159,7 @@ class BatchIndependenceProbe(Probe):
             # Packed sequences (sorted by length, interleaved in time) and other regroupings
             # move values between batch positions inside the model, yet no other sample's output
             # (nor, where it can be measured, its input gradient) changes: a fact, not mixing
-            # (issue 9: a packed-sequence BiLSTM failed here).
+            # (a packed-sequence BiLSTM failed here).
             first = regrouped[1]["first"]
             out.finding("pass", f"Perturbing sample {regrouped[0]}'s input moved values of other "
                         f"batch positions inside the model (first at {first.label} in "

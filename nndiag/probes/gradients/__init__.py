@@ -50,7 +50,7 @@ _SRC = "measured on the zoo: docs/probes/gradients.md"
 class GradientsConfig:
     """Settings of the gradients probe."""
 
-    steps: int = threshold(5, "TheDeepChecker watches gradients over 5 steps (prior-art.md)",
+    steps: int = threshold(5, "TheDeepChecker watches gradients over 5 steps",
                            "training steps whose gradients are examined")
     vanishing_max_abs: float = threshold(1e-7, "torchdiag: vanishing when max |g| < 1e-7; "
                                          + _SRC, "a weight whose max |g| stays below this (and "

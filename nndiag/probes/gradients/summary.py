@@ -17,7 +17,7 @@ class ParamSummary:
     grad_norm: float  # mean over steps
     mean_abs_grad: float  # mean over steps
     max_abs_grad: float  # max over steps
-    update_ratio: float | None  # lr * |g| / |w|, mean over steps (issue #2's definition)
+    update_ratio: float | None  # lr * |g| / |w|, mean over steps (TheDeepChecker's update/weight ratio)
     step_update_ratio: float  # |w_after - w_before| / |w|, what the optimizer actually did
     max_step_update_ratio: float = 0.0  # the largest of those over the steps
     changed: bool = False  # the weights moved in some step

@@ -55,12 +55,12 @@ __all__ = ["LOSS_INPUT", "LOSS_NAMES", "LossCall", "LossSetupConfig", "LossSetup
 class LossSetupConfig:
     """Settings of the loss-setup probe."""
 
-    samples: int = threshold(256, "issue 3 (the activation probes' sample count)",
+    samples: int = threshold(256, "the activation probes' sample count",
                              "samples over which the initial loss and the targets are measured")
     init_loss_tolerance: float = threshold(
         0.75, "neural_net_checklist assert_balanced_classification_cross_entropy_loss_at_init "
         "(rel_tolerance=0.75); measured on the zoo: docs/probes/loss-setup.md (healthy up to 1.67x "
-        "and 4.5x in issue 9, bugs 4.8-7.7x: it cannot decide, so it is a recorded fact)",
+        "and 4.5x on a healthy 3-class model, bugs 4.8-7.7x: it cannot decide, so it is a recorded fact)",
         "record a pass fact when the initial loss exceeds (1 + this) x its expected value")
     low_init_loss_fraction: float = threshold(
         0.25, "the lower side of the same 75% band (own choice: a warn, not a fail)",

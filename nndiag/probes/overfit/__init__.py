@@ -48,21 +48,22 @@ __all__ = ["Classification", "FitRun", "OverfitConfig", "OverfitProbe", "SharedF
 class OverfitConfig:
     """Settings of the overfit probe."""
 
-    samples: int = threshold(0, "issue 9: cutting a batch the probe does not understand (an "
+    samples: int = threshold(0, "nndiag choice: cutting a batch the probe does not understand (an "
                              "EmbeddingBag's flat tokens with offsets) breaks it, so the whole first "
                              "batch is fitted", "0: the whole first batch; N: its first N samples, "
                              "only when every tensor of the batch has the same first dimension")
     min_samples: int = threshold(4, "nndiag choice: a batch of 2 (BatchNorm at batch size 2) fits "
                                  "or fails to fit for reasons of its own; XOR's 4 points are the "
                                  "smallest meaningful batch", "skip below this many samples")
-    steps: int = threshold(300, "tutorial checklist runs 100 steps (tutorials/002); measured on the "
-                               "zoo: healthy classifiers fit in 1-250 steps (docs/probes/overfit.md)",
+    steps: int = threshold(300, "the checklist of the PyTorch tutorials the reference models come "
+                               "from runs 100 steps; measured on the zoo: healthy classifiers fit in "
+                               "1-250 steps (docs/probes/overfit.md)",
                            "step budget; not fitted within it is 'not decided' (skip), never warn")
     max_seconds: float = threshold(60.0, "a safety net for huge models, not a limit the verdict "
                                    "depends on: a run it cuts is a skip (docs/probes/overfit.md)",
                                    "time budget (wall clock); when it cuts the run the probe skips")
-    target_fraction: float = threshold(0.02, "tutorial checklist: loss < 0.1 after 100 steps, i.e. "
-                                       "~4% of ln 10 (tutorials/002)", "a loss with a known floor "
+    target_fraction: float = threshold(0.02, "the reference models' tutorial checklist: loss < 0.1 "
+                                       "after 100 steps, i.e. ~4% of ln 10", "a loss with a known floor "
                                        "is fitted below floor + fraction x (scale - floor)")
     fit_drop: float = threshold(0.5, "measured on the zoo: healthy classifiers that classify the "
                                 "whole batch right have closed 60-100% of the loss gap "

@@ -50,7 +50,7 @@ class UpdatesConfig:
     """Settings of the updates probe."""
 
     check_zero_grad: bool = threshold(
-        True, "issue 3 (a train_step that never calls zero_grad())",
+        True, "own choice (a train_step that never calls zero_grad())",
         "with a train_step, check that gradients are cleared between steps; switch off for a "
         "train_step that accumulates gradients over calls on purpose")
     accumulation_limit: float = threshold(
