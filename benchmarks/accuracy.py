@@ -16,7 +16,9 @@ Usage::
     python benchmarks/accuracy.py --jobs 2 --out benchmarks/out/accuracy
 
 With ``--check`` it exits 1 when a healthy file gets a ``fail`` (or a probe ``error``) or a bug is
-not failed by one of its expected probes: that is what CI runs on the fast subset. Each run's JSON
+not failed by one of its expected probes, unless the manifest records that bug as a
+``known_miss`` with the reason: that is what CI runs on the fast subset. Known misses still count
+as misses in every table. Each run's JSON
 report is kept under ``--out`` for the calibration plots (``benchmarks/calibration.py``).
 """
 
@@ -212,7 +214,8 @@ def summarise(zoo, runs: list[Run], seeds) -> tuple[str, bool]:
         for f in missed:
             exp = entries[f][1].get("probes", [])
             got = ", ".join(f"{p}={'/'.join(statuses(f, p))}" for p in exp)
-            lines.append(f"  {f}: expected {got}")
+            known = entries[f][1].get("known_miss")
+            lines.append(f"  {f}: expected {got}" + (f" (known miss: {known})" if known else ""))
     missed_specific = sorted(set(specific) - set(specific_hit))
     if missed_specific:
         lines.append("\nbugs whose non-overfit probes said nothing at some seed:")
@@ -225,7 +228,13 @@ def summarise(zoo, runs: list[Run], seeds) -> tuple[str, bool]:
     secs = sorted(r.seconds for r in runs)
     lines.append(f"\ntime per file and seed: median {secs[len(secs) // 2]:.1f} s, "
                  f"max {secs[-1]:.1f} s ({max(runs, key=lambda r: r.seconds).file})")
-    ok = not h_any_fail and not missed
+    # --check (CI) fails on a false fail, and on a miss the manifest does not already record as
+    # a known miss with its reason: a regression, not the standing gap the tables above show.
+    unexplained = [f for f in missed if not entries[f][1].get("known_miss")]
+    if unexplained:
+        lines.append("\nmisses not recorded as known_miss in the manifest (regressions):")
+        lines.extend(f"  {f}" for f in unexplained)
+    ok = not h_any_fail and not unexplained
     lines.append(
         f"\nSUMMARY: healthy {len(healthy)} files: {len(h_any_fail)} with a fail, "
         f"{len(h_any_warn)} with a warn; bugs {len(bugs)}: {len(caught)} caught at fail, "
