@@ -371,6 +371,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             if outcome in ("xfailed", "xpassed"):  # pytest's verdict on the test comes first
                 bad = [(outcome.upper(), label, what) for _, label, what in bad] or [
                     (outcome.upper(), f"checks on {name}", s.verdict_line())]
+            elif outcome == "passed" and bad:  # the test expected these (pytest.raises, a check)
+                bad = [(f"{status} (test passed)", label, what) for status, label, what in bad]
             elif outcome in ("failed", "error") and not bad:  # e.g. assert_param_count failed
                 bad = [(outcome.upper(), f"the test {outcome}, its checks did not",
                         s.verdict_line() if not s.load_error else s.load_error)]

@@ -281,7 +281,7 @@ def test_marker_and_options(suite):
     result = suite.runpytest("--nndiag-seed", "5")
     result.assert_outcomes(passed=3)
     assert (suite.path / "reports" / "from_ini.json").exists()
-    result.stdout.fnmatch_lines(["FAIL test_opts.py::test_closest_marker_wins - params on Healthy: <model>: *"])
+    result.stdout.fnmatch_lines(["FAIL (test passed) test_opts.py::test_closest_marker_wins - params on Healthy*"])
 
     suite.makepyfile(test_seed='''
         def test_seed(nndiag):
