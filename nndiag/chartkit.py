@@ -9,24 +9,11 @@ malformed) and returns None when there is too little to draw. No matplotlib, no 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from nndiag.charts import Band, HBar, Line, Mark, Series, charts_or_note  # noqa: F401 - re-exported
+from nndiag.charts import finite, Band, HBar, Line, Mark, Series, charts_or_note  # noqa: F401 - re-exported
 
 MAX_BARS = 80  # per-layer plots show at most this many rows (the table below has them all)
-
-
-def finite(x: Any) -> float | None:
-    """``x`` as a finite float, or None (bools, strings, NaN, Inf and the rest)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
-        x = x.item()
-    if isinstance(x, (int, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return None
 
 
 def series(x: Any) -> list[float | None] | None:

@@ -249,3 +249,15 @@ def charts_or_note(chart: Chart | None, result: Any) -> list[Chart]:
     if str(getattr(result, "status", "")) in ("skip", "error"):
         return []
     return [Note("No plot: the probe recorded too few finite values to draw one.")]
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a finite float, or None (bools, strings, NaN, Inf and the rest)."""
+    if isinstance(x, bool) or x is None:
+        return None
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, (int, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return None

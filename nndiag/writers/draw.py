@@ -11,7 +11,8 @@ import math
 from typing import Any
 
 from nndiag.charts import HBar, Line
-from nndiag.writers.svg import MAX_BARS, SERIES, Plot, figure_svg, finite, label, log_axis
+from nndiag.charts import finite
+from nndiag.writers.svg import MAX_BARS, SERIES, Plot, figure_svg, label, log_axis
 
 _DASH = {"solid": "-", "dashed": "--", "dotted": ":", "dashdot": "-.", "densely-dotted": (0, (1, 1))}
 

@@ -15,6 +15,7 @@ matplotlib is imported lazily, inside :func:`_mpl`, with the Agg backend. What t
 
 from __future__ import annotations
 
+
 import io
 import math
 import re
@@ -56,18 +57,6 @@ def label(text: Any, limit: int = 48) -> str:
     if len(s) > limit:
         s = s[: limit - 1] + "\u2026"
     return s
-
-
-def finite(x: Any) -> float | None:
-    """``x`` as a finite float, or None (bools, strings, NaN, Inf and the rest)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
-        x = x.item()
-    if isinstance(x, (int, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return None
 
 
 def _mpl():
