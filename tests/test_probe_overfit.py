@@ -14,7 +14,7 @@ from nndiag.probes.overfit import (FitRun, OverfitConfig, constant_baseline, dec
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "reference_models" / "broken"
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = REPO / "reference_models"  # its mnist/ folder is the shipped MNIST test set
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
                                  reason="offline MNIST not found")
 

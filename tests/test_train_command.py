@@ -13,7 +13,7 @@ from reference_models import train
 from reference_models import data as rm_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = REPO / "reference_models"  # its mnist/ folder is the shipped MNIST test set
 needs_mnist = pytest.mark.skipif(
     not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
     reason=f"offline MNIST test set not found in {SHARED_DATA / 'mnist'}",
