@@ -52,10 +52,13 @@ class Workbench:
         self.free_bytes: int | None = None  # free memory on the device then
 
     # ---- models and optimizers -------------------------------------------------------------
-    def fresh_model(self) -> torch.nn.Module:
-        """A new model, built under the run seed (the same weights for every probe), on device."""
+    def fresh_model(self, seed: int | None = None) -> torch.nn.Module:
+        """A new model, built under the run seed (the same weights for every probe), on device.
+
+        ``seed`` builds it under another seed instead: a second initialisation, for a probe that
+        confirms a verdict does not hang on one draw (overfit)."""
         s = self.subject
-        with fork_seeded(self.seed):
+        with fork_seeded(self.seed if seed is None else seed):
             model = self._user_call(s.model_source, s.model_factory)
         check_model(model, s.model_source)
         if s.weights is not None:

@@ -384,3 +384,45 @@ def test_a_classifier_that_learns_only_the_class_prior_fails(seed):
     (f,) = [f for f in res.findings if f.severity.value == "fail"]
     assert f.metric == "baseline_gain" and f.value < 0.1
     assert res.metrics["accuracy_gain"] < 0.1
+
+
+# ---- a fail must not hang on one draw of the weights ------------------------------------------
+def _dead_at_init_sometimes():
+    """An MLP whose hidden bias is drawn dead (-5: every ReLU off) or alive (0) at build time."""
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    dead = bool(torch.rand(()) < 0.5)
+    with torch.no_grad():
+        model[0].bias.fill_(-5.0 if dead else 0.0)
+        model[0].weight.mul_(0.1)
+    return model
+
+
+def _drawn_dead(seed: int) -> bool:
+    torch.manual_seed(seed)
+    nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))  # the same draws as the factory
+    return bool(torch.rand(()) < 0.5)
+
+
+def test_a_fail_from_one_unlucky_initialisation_is_a_skip_and_a_robust_fail_stays():
+    from nndiag.probes.overfit.fitting import CONFIRM_SEED_OFFSET
+
+    seed = next(s for s in range(200) if _drawn_dead(s) and not _drawn_dead(s + CONFIRM_SEED_OFFSET))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g)
+    batch = x, (x @ torch.randn(4, 3, generator=g)).argmax(1)  # learnable labels
+    res = nndiag.check_probe("overfit", seed=seed, model=_dead_at_init_sometimes, batch=batch,
+                             loss_fn=nn.CrossEntropyLoss())
+    assert res.status.value == "skip" and "cannot decide" in res.summary, res.summary
+    assert res.metrics["confirmation_failed"] is False
+
+    def always_dead():
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+        with torch.no_grad():
+            model[0].bias.fill_(-5.0)
+            model[0].weight.mul_(0.1)
+        return model
+
+    res = nndiag.check_probe("overfit", seed=seed, model=always_dead, batch=batch,
+                             loss_fn=nn.CrossEntropyLoss())
+    assert res.status.value == "fail", res.summary
+    assert res.metrics["confirmation_failed"] is True

@@ -15,6 +15,7 @@ import torch
 from nndiag.batches import batch_size, iter_tensors, split_batch, take_samples
 from nndiag.errors import SubjectError
 from nndiag.probe import ProbeContext, TrainingRun
+from nndiag.seeding import fork_seeded
 from nndiag.probes.overfit.criteria import (Classification, constant_baseline, detect_classification,
                                             detect_floor, floor_is_known)
 
@@ -81,8 +82,32 @@ def shared_fit_run(ctx: ProbeContext, cfg: OverfitConfig) -> SharedFit:
     return ctx.shared(key, compute)
 
 
+#: The confirmation run's seed is the run seed plus this (a fixed, documented offset).
+CONFIRM_SEED_OFFSET = 7919
+
+
+def confirm_fit_run(ctx: ProbeContext, cfg: OverfitConfig) -> FitRun | None:
+    """The same fit from a second initialisation (run seed + CONFIRM_SEED_OFFSET), on the same
+    batch: a fail must not hang on one draw of the weights (or on the rounding noise a different
+    thread count gives a chaotic run). None when the batch is too small to fit at all."""
+    bench = ctx.bench
+    s = bench.subject
+    batch, _ = _the_batch(bench.first_batch(), int(cfg.samples))
+    nndiag_step = s.train_step is None and s.training_step is None and s.loss_fn is not None
+    targets = split_batch(batch, s.data_source)[1] if nndiag_step else _targets_or_none(batch)
+    n = batch_size(targets) if isinstance(targets, torch.Tensor) and targets.dim() > 0 \
+        else batch_size(batch)
+    if n < int(cfg.min_samples):
+        return None
+    seed = ctx.seed + CONFIRM_SEED_OFFSET
+    model = bench.fresh_model(seed=seed)
+    opt = bench.make_optimizer(model)
+    with fork_seeded(seed):
+        return fit_batch(cfg, ctx, model, opt, batch, targets, n, nndiag_step, observe=False)
+
+
 def fit_batch(cfg: OverfitConfig, ctx: ProbeContext, model, opt, batch, targets, n: int,
-              nndiag_step: bool) -> FitRun:
+              nndiag_step: bool, observe: bool = True) -> FitRun:
     """Train ``model`` with ``opt`` on ``batch`` until it is fitted, the step budget ends, the loss
     turns non-finite (reported to the nan probe) or the time budget cuts the run."""
     bench, s = ctx.bench, ctx.bench.subject
@@ -122,10 +147,12 @@ def fit_batch(cfg: OverfitConfig, ctx: ProbeContext, model, opt, batch, targets,
             loss = bench.train_one_step(model, opt, batch)
         run.curve.append(loss)
         if not math.isfinite(loss):
-            # Every training nndiag runs is watched: the nan probe locates the producer.
-            ctx.observe_non_finite(TrainingRun(
-                f"the overfit run (one batch of {n})", (batch,), step, "loss",
-                f"the loss is {loss}"))
+            # Every training nndiag runs is watched: the nan probe locates the producer (it
+            # replays at the run seed, so a confirmation run under another seed is not sent).
+            if observe:
+                ctx.observe_non_finite(TrainingRun(
+                    f"the overfit run (one batch of {n})", (batch,), step, "loss",
+                    f"the loss is {loss}"))
             break
         if step == 0:
             # The scale is the larger of the initial loss and the loss of the best constant
