@@ -67,7 +67,8 @@ def feature_structure(inputs: torch.Tensor, max_features: int = 256) -> float | 
     if n < 16 or x.shape[1] < 3:
         return None
     if x.shape[1] > max_features:  # an evenly spaced subset keeps the cost flat
-        x = x[:, torch.linspace(0, x.shape[1] - 1, max_features).long()]
+        # the indices are computed on the CPU (the same features on every device), then moved
+        x = x[:, torch.linspace(0, x.shape[1] - 1, max_features).long().to(x.device)]
     d = x.shape[1]
     x = (x - x.mean(0)) / x.std(0)
     top = float(torch.linalg.eigvalsh((x.T @ x) / (n - 1))[-1])

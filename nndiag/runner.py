@@ -32,7 +32,8 @@ from nndiag.source_lines import locate_findings
 
 ProgressCallback = Callable[[str, str, int, int], None]  # (subject, probe id, index, total)
 
-__all__ = ["RunOptions", "check_paths", "check_subject", "finish_run", "run_probe", "resolve_device"]
+__all__ = ["RunOptions", "check_paths", "check_subject", "finish_run", "prepare_device", "resolve_device",
+           "run_probe"]
 
 
 def resolve_device(device: str) -> str:
@@ -46,7 +47,28 @@ def resolve_device(device: str) -> str:
                          hint="Use --device cpu or --device auto.")
     if device not in ("cpu",) and not device.startswith(("cuda", "mps")):
         raise UsageError(f"Unknown device {device!r}.", hint="Use cpu, cuda or auto.")
+    if device.startswith("cuda:"):
+        index = device.split(":", 1)[1]
+        count = torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise UsageError(f"--device {device} was asked for, but torch sees {count} CUDA GPU(s) "
+                             f"(cuda:0 to cuda:{count - 1}).", hint="Use --device cuda (the first GPU).")
     return device
+
+
+def prepare_device(device: str) -> None:
+    """Initialise CUDA before the check captures the user's random generators (contract §4).
+
+    torch initialises CUDA lazily, and :class:`~nndiag.seeding.RngState` only captures the CUDA
+    generators once it is initialised: left lazy, the first CUDA call inside the check (the
+    free-memory query, the first model copy) would initialise and seed them there, after the
+    capture, and the user's CUDA generator would come back changed. Initialising first runs any
+    seed the user queued (``torch.manual_seed`` before CUDA was used), so the capture holds it.
+    """
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.init()
 
 
 def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
@@ -96,6 +118,7 @@ def check_subject(subject, options: RunOptions | None = None,
     from nndiag.plugins import PluginHost
     from nndiag.probe import ProbeContext, build_config, describe_result
     from nndiag.seeding import seed_everything
+    from nndiag.precision import resolve_precision
     from nndiag.workbench import Workbench
 
     options = options or RunOptions()
@@ -114,6 +137,7 @@ def check_subject(subject, options: RunOptions | None = None,
     seed = validate_seed(options.seed if from_cli else cfg.get("seed", 0),
                          "--seed" if from_cli else f"nndiag_config['seed'] of {subject.name}")
     device = resolve_device(options.device or cfg.get("device", "cpu"))
+    prepare_device(device)
     limit = validate_time_limit(
         options.time_limit if options.time_limit is not None else cfg.get("time_limit", DEFAULT_TIME_LIMIT),
         "--time-limit" if options.time_limit is not None else f"nndiag_config['time_limit'] of {subject.name}")
@@ -127,7 +151,9 @@ def check_subject(subject, options: RunOptions | None = None,
     # Plan the measurement passes of the selected probes, so each is computed once (nndiag.passes).
     plan = plan_passes(spec.cls(build_config(spec.cls, probe_settings(spec.id, cfg, options))) for spec in specs)
     _warm_up_torch()
-    bench = Workbench(subject, device=device, seed=seed)
+    bench = Workbench(subject, device=device, seed=seed, precision=resolve_precision(
+        options.autocast or cfg.get("autocast"), device,
+        "--autocast" if options.autocast else f"nndiag_config['autocast'] of {subject.name}"))
     shared: dict[Any, Any] = {}
     results = []
     with preserved_process_state(), exits_raise(), torch_threads(options.threads):
