@@ -71,6 +71,15 @@ def prepare_device(device: str) -> None:
         torch.cuda.init()
 
 
+def subject_on_device(subject, device: str):
+    """``subject`` with its loss module usable on ``device`` (a moved copy when it holds tensors
+    elsewhere: class weights); the model and the batches move in the workbench."""
+    from nndiag.subject import loss_on_device
+
+    moved = loss_on_device(subject.loss_fn, device)
+    return subject if moved is subject.loss_fn else dataclasses.replace(subject, loss_fn=moved)
+
+
 def check_paths(paths: Iterable[str | Path], options: RunOptions | None = None,
                 progress: ProgressCallback | None = None, host: Any = None) -> Report:
     """Load each model file and check it. A file that does not load becomes a load error.
@@ -138,6 +147,7 @@ def check_subject(subject, options: RunOptions | None = None,
                          "--seed" if from_cli else f"nndiag_config['seed'] of {subject.name}")
     device = resolve_device(options.device or cfg.get("device", "cpu"))
     prepare_device(device)
+    subject = subject_on_device(subject, device)
     limit = validate_time_limit(
         options.time_limit if options.time_limit is not None else cfg.get("time_limit", DEFAULT_TIME_LIMIT),
         "--time-limit" if options.time_limit is not None else f"nndiag_config['time_limit'] of {subject.name}")

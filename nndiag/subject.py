@@ -64,3 +64,17 @@ def copy_user_model(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
 
         return reload
     return lambda: copy.deepcopy(model)
+
+
+def loss_on_device(loss_fn: Any, device: str | torch.device) -> Any:
+    """The user's loss, usable on ``device``: a loss module holding tensors on another device
+    (``CrossEntropyLoss(weight=w)``, ``BCEWithLogitsLoss(pos_weight=w)``) is copied and the copy
+    moved, as the model is; the user's own object never moves. Anything else is returned as is
+    (a plain function's captured tensors cannot be moved: its error then says how to fix it)."""
+    if not isinstance(loss_fn, torch.nn.Module):
+        return loss_fn
+    want = torch.device(device)
+    held = [*loss_fn.parameters(), *loss_fn.buffers()]
+    if all(t.device.type == want.type and want.index in (None, t.device.index) for t in held):
+        return loss_fn
+    return copy.deepcopy(loss_fn).to(want)

@@ -71,6 +71,19 @@ def _role(what: str, subject: Subject) -> str:
     return "model"
 
 
+#: What torch says when one op gets tensors on two devices (CPU and CUDA).
+_DEVICE_ERRORS = ("Expected all tensors to be on the same device", "found at least two devices")
+DEVICE_HINT = ("nndiag moves the model, the batches and the loss module to the device it checks on "
+               "(--device); a tensor the code makes itself stays on the CPU: create it on the "
+               "device of the data (`torch.zeros(n, h, device=x.device)`), or register it as a "
+               "buffer (self.register_buffer) so it moves with the model.")
+
+
+def device_mismatch(exc: BaseException) -> bool:
+    """True when ``exc`` is torch's error for tensors on different devices in one op."""
+    return any(s in str(exc) for s in _DEVICE_ERRORS)
+
+
 def _call_hint(exc: BaseException, what: str, subject: Subject) -> str:
     """The fix for an exception in user code: whose code it is, and the usual causes."""
     text = str(exc)
@@ -78,6 +91,8 @@ def _call_hint(exc: BaseException, what: str, subject: Subject) -> str:
             "fix it there (run with --traceback to see the line).")
     if isinstance(exc, TypeError) and ("argument" in text) and "(" in what:
         hint += f" nndiag calls it as {what}: give it exactly that signature."
+    if device_mismatch(exc):
+        hint += " " + DEVICE_HINT
     if "dtype" in text or "scalar type" in text or "can't be cast" in text:
         hint += (" Check the dtypes: class ids for CrossEntropyLoss/NLLLoss are int64 (`y.long()`), "
                  "while MSELoss, L1Loss and the BCE losses need float targets (`y.float()`).")
@@ -88,6 +103,8 @@ def _forward_hint(exc: BaseException, inputs: Any, source: str) -> str:
     """The fix for a forward that raised, from the error and the inputs' types."""
     text = str(exc)
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in iter_tensors(inputs)})
+    if device_mismatch(exc):
+        return DEVICE_HINT
     if "dtype" in text or "scalar type" in text:
         if any(d.startswith(("int", "uint", "bool")) for d in dtypes):
             return (f"{source} gives {'/'.join(dtypes)} inputs to layers with float weights: convert "
