@@ -19,6 +19,11 @@ Generated from `--help` by `python docs/gen_cli.py --write` (a test fails when t
 real help differ). Exit status of `nndiag check`: 0 when no probe reached `--fail-on`, 1 when one
 did or a probe could not run (`error`), 2 when nothing could be checked (a usage error, a file that
 does not load, required names missing, or every probe erroring).
+
+Additions to the outside contract's flags keep its meaning for every run that does not use them:
+`--autocast off|bf16|fp16` (default off; also `nndiag_config["autocast"]`, `nndiag.check(autocast=)`
+and pytest's `--nndiag-autocast`) runs every forward of the check under `torch.autocast`; see
+[mixed-precision.md](mixed-precision.md).
 """
 
 

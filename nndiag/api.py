@@ -26,6 +26,7 @@ def check(
     skip: Sequence[str] = (),
     seed: int | None = None,
     device: str | None = None,
+    autocast: str | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     weights: str | Path | None = None,
     name: str | None = None,
@@ -40,7 +41,9 @@ def check(
     zero-argument factory) with ``batch`` (one ``(inputs, targets)``) or ``batches`` and
     ``loss_fn``/``training_step``/``train_step``. ``optimizer`` is a factory ``params -> Optimizer``.
     Per-probe settings go in ``settings={"overfit": {"steps": 300}}``; ``seed`` and ``device``
-    default to the file's ``nndiag_config`` values, else 0 and ``cpu``. or as keywords with the probe
+    default to the file's ``nndiag_config`` values, else 0 and ``cpu``; ``autocast`` ("bf16", "fp16")
+    runs every forward under ``torch.autocast`` (docs/mixed-precision.md). Settings also go in
+    as keywords with the probe
     id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``. ``threads``
     sets torch's CPU threads while the probes run (restored afterwards); ``time_limit`` the seconds one
     probe may run (default: the file's ``nndiag_config``, else 300; 0: none).
@@ -51,7 +54,7 @@ def check(
 
     # keyword settings first: an explicit settings= wins over them, key by key
     options = run_options(**probe_settings, probes=probes, skip=skip, seed=seed, device=device,
-                          settings=settings, weights=weights, plugins=plugins, threads=threads,
+                          autocast=autocast, settings=settings, weights=weights, plugins=plugins, threads=threads,
                           time_limit=time_limit)
     host = PluginHost(options.extra_plugins)  # one per run: the probes, writers and listeners
     if path is not None:

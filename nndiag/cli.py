@@ -47,6 +47,8 @@ def main() -> None:
               help=option_help("seed") + "  [default: the file's nndiag_config seed, else 0]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
               help=option_help("device") + "  [default: the file's nndiag_config device, else cpu]")
+@click.option("--autocast", type=click.Choice(["off", "bf16", "fp16"]), default=None, metavar="MODE",
+              help=option_help("autocast") + "  [default: the file's nndiag_config autocast, else off]")
 @click.option("--fail-on", default="fail", show_default=True, type=click.Choice([f.value for f in FailOn]),
               help="The lowest probe status that makes the exit status 1.")
 @click.option("--set", "settings", multiple=True, metavar="PROBE.KEY=VALUE", help=option_help("settings"))
@@ -65,7 +67,7 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the verdict line.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every finding in full, and the run metadata.")
 def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif_path, reports, seed, device,
-          fail_on, settings, weights, data_dir, download, threads, time_limit, show_traceback, quiet,
+          autocast, fail_on, settings, weights, data_dir, download, threads, time_limit, show_traceback, quiet,
           verbose) -> None:
     """Check one or more model files.
 
@@ -98,7 +100,7 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
 
         preload()
     try:
-        options = RunOptions(probes=probes, skip=skip, seed=seed, device=device,
+        options = RunOptions(probes=probes, skip=skip, seed=seed, device=device, autocast=autocast,
                              settings=parse_settings(settings), weights=weights, threads=threads,
                              time_limit=time_limit)
         with progress_display(quiet=quiet) as progress:

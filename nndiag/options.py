@@ -49,6 +49,10 @@ class RunOptions:
     threads: int | None = option(None, cli="--threads", pytest=True,
                                  help="Torch CPU threads while the probes run (1 is fastest for small models "
                                  "on a busy machine).")
+    autocast: str | None = option(None, cli="--autocast", in_file=True, pytest=True,
+                                  help="Run every forward of the check under torch.autocast: off, bf16 "
+                                  "(CPU or CUDA) or fp16 (nndiag's own steps then use a GradScaler). "
+                                  "See docs/mixed-precision.md.")
     time_limit: float | None = option(None, cli="--time-limit", in_file=True,
                                       help="Seconds one probe may run; past it the probe skips, saying what "
                                       "it was doing (0: no limit).")

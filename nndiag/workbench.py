@@ -19,6 +19,7 @@ from nndiag.errors import ProbeSkipped, SubjectError, describe_exception
 from nndiag.isolation import ProcessExit
 from nndiag.activity import count_training_step
 from nndiag.optimizers import checked_optimizer, default_optimizer, needs_closure
+from nndiag.precision import OFF, Precision, Scalers, scaled_update
 from nndiag.seeding import fork_seeded
 from nndiag.subject import Subject
 from nndiag.user_errors import (
@@ -38,10 +39,13 @@ MAX_PROBE_BATCHES = 64  # never pull more than this many batches from a user's l
 class Workbench:
     """A subject bound to a device and seed, with the probe batches fetched once and shared."""
 
-    def __init__(self, subject: Subject, *, device: str | torch.device = "cpu", seed: int = 0):
+    def __init__(self, subject: Subject, *, device: str | torch.device = "cpu", seed: int = 0,
+                 precision: Precision = OFF):
         self.subject = subject
         self.device = torch.device(device)
         self.seed = seed
+        self.precision = precision  # --autocast: every forward runs under it (nndiag.precision)
+        self.scalers = Scalers(precision)  # fp16: one GradScaler per optimizer
         self._batches: list[Any] = []
         self._iterator: Any = None
         self._exhausted = False
@@ -260,30 +264,30 @@ class Workbench:
         self.activity = "the model's forward"
         self._last_forward = (model, batch)
         try:
-            return call_model(model, inputs)
+            with self.precision.autocast():
+                return call_model(model, inputs)
         except SubjectError:
             raise
         except (SystemExit, ProcessExit, Exception) as exc:  # noqa: BLE001 - any failure becomes a message
-            raise forward_error(exc, inputs, self.subject.data_source) from exc
+            raise self.precision.explain(forward_error(exc, inputs, self.subject.data_source), exc) from exc
 
     def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         """The scalar loss of one batch: ``training_step(model, batch)`` or
         ``loss_fn(model(inputs), targets)``; SubjectError when it is not a scalar tensor."""
         s = self.subject
         if s.training_step is not None:
-            loss = self._user_call("training_step(model, batch)", s.training_step, model, batch)
+            with self.precision.autocast():
+                loss = self._user_call("training_step(model, batch)", s.training_step, model, batch)
             return self.check_loss(loss, "training_step(model, batch)")
         if s.loss_fn is None:
             raise SubjectError("The model file gives no loss.", hint=LOSS_HINT)
-        output = self.forward(model, batch)
-        _, targets = split_batch(batch, s.data_source)
-        loss = self._user_call("loss_fn(output, targets)", s.loss_fn, output, targets)
-        return self.check_loss(loss, "loss_fn(output, targets)")
+        return self.loss_of_output(self.forward(model, batch), batch)
 
     def loss_of_output(self, output: Any, batch: Any) -> torch.Tensor:
         """``loss_fn(output, targets)`` for an output already computed (no training_step)."""
         _, targets = split_batch(batch, self.subject.data_source)
-        loss = self._user_call("loss_fn(output, targets)", self.subject.loss_fn, output, targets)
+        with self.precision.autocast():  # as the AMP recipe: autocast picks float32 for losses
+            loss = self._user_call("loss_fn(output, targets)", self.subject.loss_fn, output, targets)
         return self.check_loss(loss, "loss_fn(output, targets)")
 
     def step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any, *,
@@ -295,30 +299,42 @@ class Workbench:
         (e.g. "every gradient is finite") is checked after backward: when it fails the update is
         not applied, and a non-finite loss is not backpropagated (a user ``train_step`` is checked
         after its own update). ``keep_output`` keeps the model's output (``loss_fn`` files only).
+        Under fp16 autocast the loss is scaled and a step whose scaled backward overflowed is done
+        again at the scaler's lower scale (nndiag.precision), so a step ends in an update.
         """
         count_training_step()  # the progress line shows the step count inside long probes
         s = self.subject
         if s.train_step is not None:
-            out = self._user_call(
-                "train_step(model, optimizer, batch)", s.train_step, model, optimizer, batch
-            )
+            with self.precision.autocast():  # the user's own backward: no scaler
+                out = self._user_call(
+                    "train_step(model, optimizer, batch)", s.train_step, model, optimizer, batch
+                )
             loss = loss_as_float(out, "train_step(model, optimizer, batch)")
             return StepResult(loss, None, guard(model) if guard is not None else None)
-        optimizer.zero_grad(set_to_none=True)
-        output = None
-        if keep_output and s.training_step is None:
-            output = self.forward(model, batch)
-            loss_t = self.loss_of_output(output, batch)
-        else:
-            loss_t = self.compute_loss(model, batch)
-        loss = float(loss_t.detach())
-        if guard is not None and not math.isfinite(loss):
-            return StepResult(loss, output, True)
-        self.backward(loss_t)
-        ok = guard(model) if guard is not None else None
-        if ok is not False:
-            optimizer.step()
-        return StepResult(loss, output, ok)
+        scaler = self.scalers.get(optimizer, closure=needs_closure(optimizer))
+        while True:
+            optimizer.zero_grad(set_to_none=True)
+            output = None
+            if keep_output and s.training_step is None:
+                output = self.forward(model, batch)
+                loss_t = self.loss_of_output(output, batch)
+            else:
+                loss_t = self.compute_loss(model, batch)
+            loss = float(loss_t.detach())
+            if guard is not None and not math.isfinite(loss):
+                return StepResult(loss, output, True)
+            self.backward(loss_t if scaler is None else scaler.scale(loss_t))
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # the guard and every probe read the true gradients
+            ok = guard(model) if guard is not None else None
+            if scaler is None:
+                if ok is not False:
+                    optimizer.step()
+                return StepResult(loss, output, ok)
+            skipped, retry = scaled_update(scaler, optimizer, ok is not False)
+            if not (retry and math.isfinite(loss)):
+                return StepResult(loss, output, ok, skipped)
+            self.scalers.redone += 1
 
     def train_one_step(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any
@@ -368,10 +384,11 @@ def _has_lazy(model: torch.nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class StepResult:
-    """One training step: the loss (may be NaN/Inf), the model's output when kept, and the
-    guard's verdict (None when there was no guard)."""
+    """One training step: the loss (may be NaN/Inf), the model's output when kept, the guard's
+    verdict (None when there was no guard) and whether a loss scaler skipped the update."""
 
     loss: float
     output: Any = None
     grads_finite: bool | None = None
+    skipped: bool = False  # fp16: the loss scaler skipped the update (it overflowed even unscaled)
 

@@ -127,6 +127,7 @@ def snapshot(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
         "python_rng": random.getstate(),
         "dtype": torch.get_default_dtype(),
         "grad_mode": torch.is_grad_enabled(),
+        "autocast": (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
         "anomaly": (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
         "threads": torch.get_num_threads(),
         "cwd": os.getcwd(),
@@ -184,6 +185,19 @@ def test_each_probe_changes_nothing(user, probe):
     before = snapshot(objects.model, objects.opt)
     result = nndiag.check_probe(probe, path, settings=SMALL, threads=1)
     assert result.status.value != "error", result.summary
+    assert_unchanged(before, snapshot(objects.model, objects.opt))
+
+
+@pytest.mark.parametrize("autocast", ["bf16", "fp16"])
+def test_a_check_under_autocast_changes_nothing(user, autocast):
+    """--autocast: the forwards run under autocast and fp16 steps with a GradScaler, all on
+    nndiag's copies; the user's model (float32 weights), optimizer and the autocast state are
+    as before."""
+    objects, path = user
+    before = snapshot(objects.model, objects.opt)
+    report = nndiag.check(path, settings=SMALL, threads=1, autocast=autocast)
+    results = {r.probe: r.status.value for r in report.subjects[0].results}
+    assert len(results) >= 10 and "error" not in results.values(), report.subjects[0]
     assert_unchanged(before, snapshot(objects.model, objects.opt))
 
 

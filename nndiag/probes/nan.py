@@ -121,13 +121,14 @@ class NanProbe(Probe):
             out.summary = f"{event.stage} NaN/Inf at {at} (producer not located)"
             return
         if producer.stage == "parameters":
-            out.fail(f"{producer.detail}: an update with a finite but huge gradient overflowed it. "
-                     "Lower the learning rate or clip gradients.", where=producer.where,
+            cause = (f"{producer.hint}." if producer.hint else "an update with a finite but huge "
+                     "gradient overflowed it. Lower the learning rate or clip gradients.")
+            out.fail(f"{producer.detail}: {cause}", where=producer.where,
                      metric="first_nonfinite_step", value=step)
             out.summary = f"parameter {producer.where} became NaN/Inf before {at}"
             return
         op = producer.op.split(".")[-1]
-        hint = _OP_HINTS.get(op.rstrip("_"), _GENERIC_HINT)
+        hint = producer.hint or _OP_HINTS.get(op.rstrip("_"), _GENERIC_HINT)  # fp16 overflow: its own
         if producer.stage == "gradients":
             out.fail(f"At {at} the forward pass and loss were finite, but the gradient of "
                      f"{producer.where} is NaN/Inf: {producer.detail}. Typical causes: sqrt or norm "

@@ -78,7 +78,8 @@ def _output_shapes(model: torch.nn.Module, ctx: ProbeContext) -> dict[str, list[
     except SubjectError:
         return {}
     try:
-        stats = torchinfo.summary(model, input_data=inputs, verbose=0, device=ctx.device)
+        with ctx.bench.precision.autocast():  # as every forward of the check (--autocast)
+            stats = torchinfo.summary(model, input_data=inputs, verbose=0, device=ctx.device)
     except Exception:  # noqa: BLE001 - shapes are a nicety; a forward failure is reported elsewhere
         return {}
     names = {id(m): (n or "<model>") for n, m in model.named_modules()}
