@@ -47,6 +47,10 @@ def check(
     id's dashes written as underscores: ``overfit={"steps": 300}``, ``lr_range={...}``. ``threads``
     sets torch's CPU threads while the probes run (restored afterwards); ``time_limit`` the seconds one
     probe may run (default: the file's ``nndiag_config``, else 300; 0: none).
+
+    Inside an initialised ``torch.distributed`` process group of several ranks, every rank must
+    call it: each checks on its own process and every rank gets the merged report, the ranks
+    named where their verdicts differ (docs/distributed.md).
     """
     from nndiag.options import run_options
     from nndiag.plugins import PluginHost
@@ -57,20 +61,27 @@ def check(
                           autocast=autocast, settings=settings, weights=weights, plugins=plugins, threads=threads,
                           time_limit=time_limit)
     host = PluginHost(options.extra_plugins)  # one per run: the probes, writers and listeners
-    if path is not None:
-        if model is not None:
-            raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")
-        return check_paths([path], options, host=host)
-    from nndiag.run_metadata import now_utc, with_run_metadata
+    if path is not None and model is not None:
+        raise UsageError("check() got both a model file and model=.", hint="Pass one of them.")
 
-    started = now_utc()
-    subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
-                                   optimizer=optimizer, training_step=training_step,
-                                   train_step=train_step, name=name)
-    from nndiag.source_lines import locate_findings
+    def run_here() -> Report:
+        if path is not None:
+            return check_paths([path], options, host=host)
+        from nndiag.run_metadata import now_utc, with_run_metadata
 
-    report = Report((locate_findings(check_subject(subject, options, host=host), subject),))
-    return finish_run(with_run_metadata(report, options, started=started), host)
+        started = now_utc()
+        subject = subject_from_objects(model=model, batch=batch, batches=batches, loss_fn=loss_fn,
+                                       optimizer=optimizer, training_step=training_step,
+                                       train_step=train_step, name=name)
+        from nndiag.source_lines import locate_findings
+
+        report = Report((locate_findings(check_subject(subject, options, host=host), subject),))
+        return finish_run(with_run_metadata(report, options, started=started), host)
+
+    from nndiag.rank_job import on_every_rank
+
+    # in an initialised process group of several ranks: every rank checks, all get the merged report
+    return on_every_rank(run_here)
 
 
 def check_probe(probe: str, path: str | Path | None = None, /, **kwargs: Any):

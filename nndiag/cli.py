@@ -84,8 +84,11 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
     from nndiag.progress import progress_display
     from nndiag.plugins import PluginHost
     from nndiag.runner import check_paths
+    from nndiag import rank_job
+    from nndiag.ranks import is_rank_zero
 
     try:  # relative report paths mean the folder nndiag was started in, whatever the file does
+        rank_job.join_launched_job(device)  # under torchrun: this rank's process group (docs/distributed.md)
         json_path, csv_path, html_path, junit_path, sarif_path = (_output_path(flag, p) for flag, p in (
             ("--json", json_path), ("--csv", csv_path), ("--html", html_path), ("--junit", junit_path),
             ("--sarif", sarif_path)))
@@ -103,24 +106,27 @@ def check(files, probes, skip, json_path, csv_path, html_path, junit_path, sarif
         options = RunOptions(probes=probes, skip=skip, seed=seed, device=device, autocast=autocast,
                              settings=parse_settings(settings), weights=weights, threads=threads,
                              time_limit=time_limit)
-        with progress_display(quiet=quiet) as progress:
+        with progress_display(quiet=quiet or not is_rank_zero()) as progress:
             host = PluginHost(options.extra_plugins)  # one per run: probes, writers, listeners
             targets = _report_targets(host, json_path, csv_path, html_path, reports,
                                       junit_path=junit_path, sarif_path=sarif_path)
-            report = check_paths(files, options, progress=progress, host=host)
-        _write_reports(report, targets, host)
+            # one rank or every rank of a job: the report merged over the ranks (nndiag.rank_merge)
+            report = rank_job.on_every_rank(lambda: check_paths(files, options, progress=progress, host=host))
+        if is_rank_zero():  # the other ranks of a job print nothing and write no files
+            _write_reports(report, targets, host)
     except NndiagError as exc:
         _fail_usage(exc, show_traceback)
     to_stdout = any(path == "-" for _, _, path in targets)
     from nndiag.writers import text
 
-    click.echo(text.render(report, quiet=quiet, traceback=show_traceback, verbose=verbose), nl=False,
-               err=to_stdout)
+    if is_rank_zero():
+        click.echo(text.render(report, quiet=quiet, traceback=show_traceback, verbose=verbose), nl=False,
+                   err=to_stdout)
     from nndiag.writers import github
 
-    if github.enabled():  # annotations on the pull request, at the user's source lines
+    if github.enabled() and is_rank_zero():  # annotations on the pull request, at the user's source lines
         click.echo(github.render(report), nl=False, err=to_stdout)
-    code = report.exit_code(fail_on)
+    code = rank_job.leave_launched_job(report.exit_code(fail_on))  # every rank of a job: rank 0's
     note_exit(code)
     sys.exit(code)
 
@@ -236,11 +242,16 @@ def _fail_usage(exc: NndiagError, show_traceback: bool) -> None:
         import traceback
 
         traceback.print_exc()
-    click.echo(f"nndiag: error: {exc}", err=True)
+    from nndiag.rank_job import leave_launched_job
+    from nndiag.ranks import is_rank_zero
+
+    if is_rank_zero():  # in a job, the error every rank hit is printed once
+        click.echo(f"nndiag: error: {exc}", err=True)
     from nndiag.isolation import note_exit
 
-    note_exit(2)
-    sys.exit(2)
+    code = leave_launched_job(2)
+    note_exit(code)
+    sys.exit(code)
 
 
 # `nndiag watch FILE --steps N`: the in-training watch (docs/watch.md); click only, no torch here

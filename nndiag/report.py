@@ -92,7 +92,8 @@ class Finding:
     ``value`` and ``limit`` are the measured number and the threshold it crossed (None when the
     finding is not about a number). ``metric`` names what ``value`` measures. ``file`` and ``line``
     point at the user's code the finding is about (where the module's class is defined or the op
-    is called), when the runner could tell; empty and None otherwise.
+    is called), when the runner could tell; empty and None otherwise. ``rank`` names the rank of a
+    multi-rank job the finding comes from, when the ranks' verdicts differ (else None).
     """
 
     severity: Status
@@ -103,9 +104,10 @@ class Finding:
     metric: str = ""
     file: str = ""
     line: int | None = None
+    rank: int | None = None  # in a multi-rank job: the rank it was seen on, when ranks differ
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (contract §3)."""
+        """The JSON form (contract §3); ``rank`` only when set (docs/distributed.md)."""
         return {
             "severity": str(self.severity),
             "where": self.where,
@@ -115,6 +117,7 @@ class Finding:
             "metric": self.metric,
             "file": self.file,
             "line": self.line,
+            **({"rank": self.rank} if self.rank is not None else {}),
         }
 
 
@@ -168,7 +171,7 @@ class ProbeResult:
         findings = tuple(
             Finding(Status(f["severity"]), f.get("message", ""), f.get("where", "") or "",
                     _from_json_number(f.get("value")), _from_json_number(f.get("limit")),
-                    f.get("metric", "") or "", f.get("file", "") or "", f.get("line"))
+                    f.get("metric", "") or "", f.get("file", "") or "", f.get("line"), f.get("rank"))
             for f in d.get("findings", ()))
         from nndiag.charts import chart_from_dict
 

@@ -3,8 +3,9 @@
 :func:`collect` returns a plain dict (``Report.metadata``, the JSON report's ``run`` object):
 
 ``nndiag``, ``torch``, ``python`` (versions), ``platform``, ``device``, ``threads``, ``seed``,
-``command`` (the command line, as a list), ``started`` (UTC, ISO 8601), ``hostname`` and
-``files``: each checked model file's path and the SHA-256 of its bytes.
+``command`` (the command line, as a list), ``started`` (UTC, ISO 8601), ``hostname``,
+``files``: each checked model file's path and the SHA-256 of its bytes, and ``world_size``: the
+ranks of the ``torch.distributed`` job that checked (1 for one process; docs/distributed.md).
 
 ``seed`` and ``device`` are the values asked for (``--seed``/``--device`` or ``check(seed=...)``);
 when none was given, ``seed``/``device`` say ``None`` and each file's ``nndiag_config`` (else 0 and
@@ -29,7 +30,7 @@ COMMAND_ENV = "NNDIAG_COMMAND"  # the CLI's command line, for its isolated child
 CHILD_ENV = "NNDIAG_STATUS_FILE"  # set in that child (nndiag.isolation)
 
 KEYS: tuple[str, ...] = ("nndiag", "torch", "python", "platform", "device", "threads", "seed",
-                         "command", "started", "hostname", "files")
+                         "command", "started", "hostname", "files", "world_size")
 
 
 def remember_command(argv: Iterable[str] | None = None) -> None:
@@ -74,6 +75,15 @@ def _torch_info(threads: int | None) -> tuple[str | None, int | None]:
     return str(getattr(torch, "__version__", "")), threads if threads is not None else torch.get_num_threads()
 
 
+def _world_size() -> int:
+    """The ranks of the initialised process group, 1 without one. Read through ``sys.modules``,
+    as the torch version is: nndiag.ranks imports torch, which the writers reading this must not."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return 1
+    return int(dist.get_world_size())
+
+
 def collect(*, seed: int | None = None, device: str | None = None, threads: int | None = None,
             files: Iterable[str | Path] = (), started: str | None = None,
             argv: Iterable[str] | None = None) -> dict[str, Any]:
@@ -98,6 +108,7 @@ def collect(*, seed: int | None = None, device: str | None = None, threads: int 
         "started": started or now_utc(),
         "hostname": socket.gethostname(),
         "files": file_rows,
+        "world_size": _world_size(),
     }
 
 
@@ -110,6 +121,8 @@ def summary_line(meta: Mapping[str, Any]) -> str:
              f"device {meta.get('device') or 'per file (default cpu)'}",
              f"threads {meta.get('threads')}", f"seed {seed if seed is not None else 'per file (default 0)'}",
              f"{meta.get('hostname')}", f"{meta.get('started')}"]
+    if (meta.get("world_size") or 1) > 1:  # a torch.distributed job: how many ranks checked
+        parts.insert(3, f"{meta['world_size']} ranks")
     return ", ".join(parts)
 
 
