@@ -55,12 +55,105 @@ def test_nan_seen_in_the_overfit_run_is_a_located_nan_finding(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_nan_alone_watches_its_own_pass_only(seed):
-    # Without the overfit run there are only nan's own 20 steps, which stay finite here.
-    report = nndiag.check(probes=["nan"], seed=seed, **slow_divergence(seed))
+def test_nan_alone_without_the_long_watch_sees_its_own_pass_only(seed):
+    # Without the overfit run and with the long watch off there are only nan's own 20 steps,
+    # which stay finite here.
+    report = nndiag.check(probes=["nan"], seed=seed, settings={"nan": {"watch_steps": 20}},
+                          **slow_divergence(seed))
     nan = report.subjects[0].result("nan")
     assert nan.status is Status.PASS
     assert nan.metrics["first_nonfinite_step"] is None
+    assert nan.metrics["steps_run"] == 20
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nan_alone_long_watch_finds_a_late_divergence(seed):
+    kw = slow_divergence(seed)
+    expected = first_nonfinite_step_by_hand(kw, seed)
+    report = nndiag.check(probes=["nan"], seed=seed, **kw)
+    nan = report.subjects[0].result("nan")
+    assert nan.status is Status.FAIL
+    assert nan.metrics["first_nonfinite_step"] == expected
+    assert "300-step watch" in nan.findings[0].message
+
+
+def hand_written_bce(seed: int, by_hand: bool = True):
+    """Separable blobs, a sigmoid output and BCE written out as -(y log p + (1-y) log(1-p)): once
+    the fit is confident p rounds to exactly 1.0 and log(1 - p) = -inf, dozens of steps in (the
+    zoo's blobs_logreg_bce). ``by_hand=False``: the same model with BCE on the logits (healthy)."""
+    g = torch.Generator().manual_seed(100 + seed)
+    x = torch.cat([torch.randn(32, 4, generator=g) + 3, torch.randn(32, 4, generator=g) - 3])
+    y = torch.cat([torch.ones(32, 1), torch.zeros(32, 1)])
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 16), nn.Linear(16, 1)
+
+        def forward(self, x):
+            z = self.fc2(torch.relu(self.fc1(x)))
+            return torch.sigmoid(z) if by_hand else z
+
+    def bce(p, t):
+        return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean()
+
+    return dict(model=Net, batch=(x, y), loss_fn=bce if by_hand else nn.BCEWithLogitsLoss(),
+                optimizer=lambda p: torch.optim.Adam(p, lr=0.025))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_long_watch_locates_log_of_exact_zero_in_a_hand_written_bce(seed):
+    kw = hand_written_bce(seed)
+    expected = first_nonfinite_step_by_hand(kw, seed)
+    assert expected is not None and 20 <= expected < 300, "the fixture must turn -inf within the watch"
+    nan = nndiag.check(probes=["nan"], seed=seed, **kw).subjects[0].result("nan")
+    assert nan.status is Status.FAIL
+    assert nan.metrics["first_nonfinite_step"] == expected
+    assert nan.metrics["producer_op"] == "torch.log"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_long_watch_passes_the_same_model_with_bce_on_logits(seed):
+    kw = hand_written_bce(seed, by_hand=False)
+    assert first_nonfinite_step_by_hand(kw, seed) is None
+    nan = nndiag.check(probes=["nan"], seed=seed, **kw).subjects[0].result("nan")
+    assert nan.status is Status.PASS
+    assert nan.metrics["steps_run"] == 300
+
+
+def test_watch_steps_follow_the_counted_flops_not_a_clock():
+    from nndiag.probes.nan_watch import watch_steps
+
+    assert watch_steps(None, 300, 2e10) == 0          # the cost could not be counted: no watch
+    assert watch_steps(1e6, 300, 2e10) == 300         # cheap: the whole watch
+    assert watch_steps(1e9, 300, 2e10) == 20          # costly: what the budget pays for
+    assert watch_steps(0.0, 300, 2e10) == 300         # nothing counted (embedding lookups only)
+
+
+def test_step_flops_counts_a_linear_layer_and_a_fused_lstm():
+    from nndiag.probes.nan_watch import step_flops
+    from nndiag.loading import subject_from_module  # noqa: F401 - the API builds the subject
+    from nndiag.api import subject_from_objects
+    from nndiag.workbench import Workbench
+
+    x, y = torch.randn(8, 16), torch.randn(8, 4)
+    bench = Workbench(subject_from_objects(model=lambda: nn.Linear(16, 4), batch=(x, y),
+                                           loss_fn=nn.MSELoss()))
+    # forward 2*8*16*4 FLOPs; backward as much again (the weight's gradient; the input needs none)
+    assert step_flops(bench) == pytest.approx(2 * 2 * 8 * 16 * 4)
+
+    class Rnn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 8, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0][:, -1]
+
+    xs, ys = torch.randn(2, 5, 4), torch.randn(2, 8)
+    bench = Workbench(subject_from_objects(model=Rnn, batch=(xs, ys), loss_fn=nn.MSELoss()))
+    weights = sum(p.numel() for p in Rnn().parameters())
+    assert step_flops(bench) == pytest.approx(6 * weights * 2 * 5)  # 10 tokens, the fused LSTM
 
 
 def test_healthy_overfit_run_adds_no_nan_finding():

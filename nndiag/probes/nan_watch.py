@@ -1,0 +1,76 @@
+"""The nan probe's long watch: the shared training pass continued for a few hundred steps, on
+models cheap enough that this costs about a second.
+
+Some NaNs need dozens to hundreds of updates to appear: a hand-written ``log(1 - sigmoid(z))``
+turns ``-inf`` only once training has made ``z`` large enough that the sigmoid rounds to exactly
+1.0 (27-383 steps on the zoo's blobs classifier, depending on the draw). The shared pass's 20
+steps do not reach that; 300 steps do, on the draws that matter (docs/probes/nan.md).
+
+How many steps a model gets depends only on its counted floating-point work per training step
+(``torch.utils.flop_counter.FlopCounterMode`` plus the recurrent layers, which run as one fused
+op it does not count), never on a clock: the same model gets the same watch on any machine, under
+any load (no verdict depends on the machine's load).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nndiag.passes import TRAINING_SAMPLES
+from nndiag.seeding import fork_seeded
+from nndiag.training_trace import TrainingTrace, run_training_trace
+
+
+def step_flops(bench: Any) -> float | None:
+    """Floating-point operations of one training step of a fresh model on the first probe batch
+    (forward, backward; the optimizer's elementwise work is not counted), or None when the step
+    cannot be counted (it raised under the counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    extra = [0.0]
+
+    def recurrent(module, args, _output):
+        # FlopCounterMode does not see inside the fused CPU LSTM: ~2 FLOPs per weight per token
+        # forward, twice that backward.
+        x = args[0] if args else None
+        data = getattr(x, "data", x)  # a PackedSequence's flat (tokens, features) data
+        if isinstance(data, torch.Tensor) and data.dim() >= 2 and module.input_size:
+            tokens = data.numel() / module.input_size
+            weights = sum(p.numel() for p in module.parameters())
+            extra[0] += 6.0 * weights * tokens
+
+    try:
+        with fork_seeded(bench.seed):
+            model = bench.fresh_model()
+            optimizer = bench.make_optimizer(model)
+            batch = bench.first_batch()
+            handles = [m.register_forward_hook(recurrent) for m in model.modules()
+                       if isinstance(m, torch.nn.RNNBase)]
+            try:
+                with FlopCounterMode(display=False) as counter:
+                    bench.step(model, optimizer, batch)
+            finally:
+                for h in handles:
+                    h.remove()
+        return float(counter.get_total_flops()) + extra[0]
+    except Exception:  # noqa: BLE001 - the cost is unknown: no long watch, the shared pass stands
+        return None
+
+
+def watch_steps(flops: float | None, max_steps: int, budget: float) -> int:
+    """The steps the long watch may run: ``max_steps``, or fewer so that the counted work stays
+    within ``budget`` FLOPs; 0 when the cost is unknown."""
+    if flops is None or max_steps <= 0:
+        return 0
+    if flops <= 0:
+        return int(max_steps)
+    return int(min(max_steps, budget // flops))
+
+
+def long_watch(bench: Any, steps: int) -> TrainingTrace:
+    """The shared pass's training, run for ``steps`` steps (no gradient statistics) under the run
+    seed, so that the nan locator's replay (also under the run seed) reproduces it."""
+    with fork_seeded(bench.seed):
+        return run_training_trace(bench, steps, 0, TRAINING_SAMPLES)
