@@ -19,12 +19,15 @@ from nndiag.probe import threshold
 
 POLICIES = ("report", "warn", "stop")
 CHECKS = ("watch.nan", "watch.loss", "watch.gradients", "watch.units", "watch.saturation",
-          "watch.updates", "watch.plateau", "watch.amp")
+          "watch.updates", "watch.plateau", "watch.amp", "watch.replicas")
 DEFAULT_POLICY = {
     "watch.nan": "stop",  # every later step is wasted, and the weights are about to be corrupted
     "watch.amp": "stop",  # a collapsed scale means no update is applied any more
     "watch.loss": "warn", "watch.gradients": "warn", "watch.units": "warn",
     "watch.saturation": "warn", "watch.updates": "warn", "watch.plateau": "report",
+    # DDP only: an unused parameter would hang or crash DDP at the next step; diverged replicas
+    # train different models
+    "watch.replicas": "stop",
 }
 PROFILES = ("default", "minimal")  # minimal: every-step finiteness + grad norm only
 
@@ -107,6 +110,11 @@ class WatchConfig:
                                                "consecutive skips (no monitor gives this "
                                                "verdict)", "consecutive skipped steps reported as "
                                                "divergence, not warm-up")
+    # --- replicas (DDP)
+    replica_rtol: float = threshold(
+        1e-6, "own measurement (docs/distributed.md): healthy DDP replicas were bitwise equal after "
+        "every step (2 gloo ranks, 3 seeds); 1e-6 leaves room for a reduction order that differs by rank",
+        "parameters (or buffers) differ across replicas above this relative difference of their norm or sum")
     policy: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
     profile: str = "default"
 

@@ -28,6 +28,7 @@ from nndiag.errors import UsageError
 from nndiag.training_trace import _max_abs_finite
 from nndiag.watch.checks import AmpCheck, NanCheck, UpdatesCheck, make_checks
 from nndiag.watch.config import WatchConfig
+from nndiag.watch.distributed import attach, unwrap
 from nndiag.watch.recorder import UNMEASURED, Recorder
 from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
@@ -57,6 +58,7 @@ class Watch:
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise UsageError(f"optimizer must be a torch.optim.Optimizer, not {type(optimizer).__name__}.",
                              hint="Pass the optimizer whose step() your loop calls.")
+        model, wrapper = unwrap(model)  # DDP: watch its module (names without "module.")
         self.model, self.optimizer, self.scaler, self.scheduler = model, optimizer, scaler, scheduler
         self.cfg = config
         self.name = name or f"{type(model).__name__} (watched)"
@@ -95,6 +97,8 @@ class Watch:
         self._sample: dict[str, Any] = {}
         self._open = False
         self._tripped = False
+        # the ranks' collectives (None in one process: then nothing distributed runs)
+        self.distributed = attach(self, wrapper)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "Watch":
@@ -129,6 +133,8 @@ class Watch:
         amp = self._by_id["watch.amp"]
         if isinstance(nan, NanCheck) and isinstance(amp, AmpCheck):
             nan.amp = amp.has_scaler = self.scaler is not None
+        if self.distributed is not None:
+            self._handles += self.distributed.hooks()
         self._arm_if_sample()
         return self
 
@@ -198,8 +204,10 @@ class Watch:
             finite = (torch.isfinite(row.sum()).item() if full
                       else self.recorder.sentinel_finite(self._small))
             # the L2 norm of huge but finite values can overflow: confirm with max-abs first
-            if not finite and not _max_abs_finite(
-                    [p.grad for p in self._params if p.grad is not None]):
+            bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
+            if self.distributed is not None:  # every rank takes the world's decision
+                bad = self.distributed.any_rank(bad)
+            if bad:
                 self.seconds += time.perf_counter() - t0
                 self._trip(self.step_index, "gradient")
         self.seconds += time.perf_counter() - t0
@@ -237,6 +245,8 @@ class Watch:
     def _check_loss(self, loss: Any, step: int, stepped: bool = True) -> None:
         if self._tripped or (self.scaler is not None and not stepped):
             return  # a skipped AMP step may carry an inf loss: watch.amp judges those
+        if self.distributed is not None:
+            return  # one rank's loss alone must not stop it: the flush judges it with the others
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         if value != value or value in (float("inf"), float("-inf")):
             self._trip(step, "loss")
@@ -279,6 +289,10 @@ class Watch:
                     self.timeline.scale.append((self.timeline.steps - 1, scale))
             except Exception:  # noqa: BLE001 - a scaler that is disabled or not yet used
                 pass
+        if self.distributed is not None:  # judged with the other ranks' findings
+            for event in self.distributed.flush(final):
+                self._handle(event)
+            return
         for check in self.checks:
             for event in check.update(self.timeline):
                 self._handle(event)
@@ -295,6 +309,8 @@ class Watch:
             stage = {"forward": "value produced", "loss": "loss", "backward": "gradient produced",
                      "gradients": "gradient", "parameters": "parameter"}.get(producer.stage, stage)
             where, detail = producer.where, producer.detail
+        if self.distributed is not None:  # every rank replayed its own batch: name the rank
+            stage, where, detail = self.distributed.attribute(stage, where, detail, producer is not None)
         nan = self._by_id["watch.nan"]
         before = len(nan.events)
         nan.trip(step, stage, where, detail)

@@ -11,6 +11,7 @@ from nndiag.watch.checks.base import Check
 from nndiag.watch.checks.gradients import GradientsCheck
 from nndiag.watch.checks.loss import LossCheck, PlateauCheck
 from nndiag.watch.checks.nonfinite import NanCheck
+from nndiag.watch.checks.replicas import ReplicasCheck
 from nndiag.watch.checks.scaler import AmpCheck
 from nndiag.watch.checks.units import SaturationCheck, UnitsCheck
 from nndiag.watch.checks.updates import UpdatesCheck
@@ -21,10 +22,11 @@ DEFAULT = (NanCheck, LossCheck, GradientsCheck, UnitsCheck, SaturationCheck, Upd
 
 
 def make_checks(config) -> list[Check]:
-    """The checks of ``config.profile``, in report order."""
+    """The checks of ``config.profile``, in report order (``watch.replicas`` is added by
+    :mod:`nndiag.watch.distributed`, in a multi-rank job only)."""
     kinds = MINIMAL if config.profile == "minimal" else DEFAULT
     return [k(config) for k in kinds]
 
 
 __all__ = ["Check", "make_checks", "NanCheck", "LossCheck", "PlateauCheck", "GradientsCheck",
-           "UnitsCheck", "SaturationCheck", "UpdatesCheck", "AmpCheck"]
+           "UnitsCheck", "SaturationCheck", "UpdatesCheck", "AmpCheck", "ReplicasCheck"]
