@@ -123,7 +123,8 @@ def half_eps_groups(optimizer: Any) -> list[dict]:
     """The param groups of ``optimizer`` that hold float16 parameters and an ``eps`` that rounds to
     0 in float16: Adam/AdamW/RMSprop's default 1e-8 and Adagrad's 1e-10 are below half of float16's
     smallest subnormal (6e-8). Their update divides by sqrt(v) + eps, and v (float16, like the
-    weights) underflows to 0 wherever |grad| < 2.4e-4, so the step is Inf or NaN there."""
+    weights) underflows to 0 where the gradient is small (Adam's first v = 0.001 * grad^2 is 0 for
+    |grad| < 5.5e-3, measured), so the step is Inf or NaN there."""
     out = []
     for group in getattr(optimizer, "param_groups", []):
         try:

@@ -25,7 +25,8 @@ How it decides (details and measurements in docs/probes/updates.md):
 
 The package by job: :mod:`.params` (a parameter's gradient state, equality, naming),
 :mod:`.membership` (optimizer membership), :mod:`.changes` (did each parameter change, and why
-not), :mod:`.step_size` (steps too small to train, half-precision rounding), :mod:`.modes` (train
+not), :mod:`.step_size` (steps too small to train, half-precision rounding, an optimizer eps that
+rounds to 0 in float16), :mod:`.modes` (train
 mode during training), :mod:`.zero_grad` (gradients cleared between train_step calls).
 """
 
@@ -39,6 +40,7 @@ from nndiag.probes.updates.changes import LATER_STEPS, check_changes, diagnostic
 from nndiag.probes.updates.membership import check_membership
 from nndiag.probes.updates.modes import check_modes
 from nndiag.probes.updates.params import grad_state
+from nndiag.probes.updates.step_size import check_half_eps
 from nndiag.probes.updates.zero_grad import accumulation, check_zero_grad
 from nndiag.seeding import fork_seeded
 
@@ -113,6 +115,7 @@ class UpdatesProbe(Probe):
             grads.update(diagnostic_grads(ctx))  # train_step cleared them on its way out
         held, via_user = check_membership(self.config, ctx, model, opt, after, out)
         check_changes(self.config, ctx, opt, before, after, grads, held, via_user, out)
+        check_half_eps(self.config, out, opt, after)
         if bench.has_own_step:
             if self.config.check_zero_grad:
                 check_zero_grad(self.config, ctx, batch, out)
@@ -126,6 +129,8 @@ class UpdatesProbe(Probe):
         m = out.metrics
         bits = [f"{m.get('changed', 0)} of {m.get('trainable', 0)} trainable parameter tensors changed "
                 "after one step"]
+        if m.get("half_eps"):
+            bits.append(f"{m['half_eps']} float16 tensor(s) under an eps that rounds to 0")
         if m.get("missing_from_optimizer"):
             bits.append(f"{m['missing_from_optimizer']} missing from the optimizer")
         check = out.data.get("zero_grad_check")
