@@ -24,6 +24,10 @@ Additions to the outside contract's flags keep its meaning for every run that do
 `--autocast off|bf16|fp16` (default off; also `nndiag_config["autocast"]`, `nndiag.check(autocast=)`
 and pytest's `--nndiag-autocast`) runs every forward of the check under `torch.autocast`; see
 [mixed-precision.md](mixed-precision.md).
+
+Under torchrun, `torchrun --nproc_per_node N -m nndiag check FILE` checks on every rank; rank 0
+prints and writes the merged report, and every rank exits with rank 0's status; see
+[distributed.md](distributed.md).
 """
 
 
