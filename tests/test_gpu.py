@@ -22,6 +22,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -88,6 +89,67 @@ def test_the_users_cuda_generator_is_restored_after_a_check():
     nndiag.check(REPO / "reference_models/xor.py", device="cuda", probes=["gradients", "overfit"])
     after = torch.cuda.get_rng_state_all()
     assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+_LAZY_RNG = """
+import hashlib, sys, torch
+torch.manual_seed(5)  # queued for CUDA, which is not initialised yet
+if sys.argv[1] == "check":
+    import nndiag
+    nndiag.check(sys.argv[2], device="cuda", probes=["gradients"])
+print(hashlib.sha256(bytes(torch.cuda.get_rng_state().tolist())).hexdigest())
+"""
+
+
+@gpu
+def test_a_check_on_cuda_before_cuda_was_used_leaves_its_generator_as_seeded():
+    """The user seeded torch before touching CUDA; a check on CUDA then initialises it: the CUDA
+    generator afterwards is the one the seed gives (runner.prepare_device)."""
+    def state(mode):
+        done = subprocess.run([sys.executable, "-c", _LAZY_RNG, mode,
+                               str(REPO / "reference_models/xor.py")], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    assert state("check") == state("plain")
+
+
+@gpu
+def test_a_loss_with_class_weights_on_the_cpu_works_on_cuda(tmp_path):
+    f = tmp_path / "weighted.py"
+    f.write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+        def build_model(): return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        def sample_batch():
+            g = torch.Generator().manual_seed(0)
+            return torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]))
+    """))
+    report = nndiag.check(f, device="cuda")
+    sub = report.subjects[0]
+    assert not sub.load_error, sub.load_error
+    assert not [r.probe for r in sub.results if r.status.value == "error"]
+
+
+@gpu
+def test_a_forward_making_a_cpu_tensor_is_explained_on_cuda(tmp_path):
+    f = tmp_path / "cpu_state.py"
+    f.write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(6, 3)
+            def forward(self, x):
+                return self.fc(x) + torch.zeros(x.shape[0], 3)  # a CPU tensor: the bug
+        def build_model(): return Net()
+        def sample_batch(): return torch.randn(8, 6), torch.randint(0, 3, (8,))
+        loss_fn = nn.CrossEntropyLoss()
+    """))
+    sub = nndiag.check(f, device="cuda").subjects[0]
+    text = (sub.load_error or "") + " ".join(x.message for r in sub.results for x in r.findings)
+    assert "device=x.device" in text
 
 
 # ---- the watch: host syncs ---------------------------------------------------------------------
@@ -183,6 +245,7 @@ def test_a_nan_is_still_caught_with_the_flag_read_once_per_interval():
             w.step(loss)
     nan = [r for r in w.report.subjects[0].results if r.probe == "watch.nan"]
     assert nan and nan[0].status.value == "fail"
+    assert nan[0].data["events"][0]["step"] == 13
 
 
 # ---- the user's optimizer state ----------------------------------------------------------------
@@ -308,7 +371,7 @@ def test_device_verdicts_prints_one_row_per_file_on_the_cpu():
     assert all(len(r) == 5 and r[1] == "yes" and r[2] == "" for r in rows)
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)  # probe seconds were read
     assert "2 of 2 files give the same verdicts" in done.stdout
-    assert f"[4/4]" in done.stderr  # progress, one line per check
+    assert "[4/4]" in done.stderr  # progress, one line per check
 
 
 def test_device_verdicts_names_the_differing_probes_and_exits_1(monkeypatch, capsys):
