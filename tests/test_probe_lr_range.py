@@ -244,11 +244,16 @@ def test_configured_lr_bands_follow_the_sweep(seed):
     start, div = ref.metrics["lr_descent_start"], ref.metrics["lr_diverged"]
     assert start is not None and div is not None and start < div
     near = _blob_classifier(0.7 * div, seed)  # diverges after tens of steps at a fixed LR: warn
-    assert near.status.value == "warn", near.summary
-    assert near.findings[0].metric == "lr_over_divergence"
     assert near.metrics["lr_over_divergence"] == pytest.approx(0.7, rel=1e-6)
+    # ... and when the held-LR run (300 steps at it) shows that happening, a fail
+    if near.metrics["held_relapse"] >= 2.0:
+        assert near.status.value == "fail" and near.findings[0].metric == "held_relapse", near.summary
+    else:
+        assert near.status.value == "warn", near.summary
+        assert near.findings[0].metric == "lr_over_divergence"
     past = _blob_classifier(1.5 * div, seed)
-    assert past.status.value == "fail" and past.findings[0].metric == "lr_over_divergence"
+    assert past.status.value == "fail"
+    assert past.findings[0].metric in ("lr_over_divergence", "held_relapse")
     slow = _blob_classifier(0.02 * start, seed)  # 50x below where the loss starts to fall: warn
     assert slow.status.value == "warn" and slow.findings[0].metric == "lr_over_descent_start"
     stuck = _blob_classifier(0.002 * start, seed)  # 500x below: fail
@@ -279,3 +284,75 @@ def test_user_model_is_bit_for_bit_unchanged():
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(rng, torch.get_rng_state())
+
+
+# ---- the held-LR signals (nndiag/probes/lr_held.py) ---------------------------------------------
+
+ZOO_BUGS = REPO / "reference_models" / "zoo" / "bugs"
+
+
+def test_relapse_and_held_drop_against_naive_recomputations():
+    from nndiag.probes.lr_held import held_drop, relapse
+
+    curves = [[2.3, 2.2, 2.0, 0.8, 115.0, 4.0, 2.19], [2.3, 2.25, 2.21], [1.0, 0.5, float("nan"), 3.0],
+              [1.0, 0.2, 0.1, 0.05], [-1.0, -2.0]]
+    for c in curves:
+        fin = [v for v in c if math.isfinite(v)]
+        # naive: the first index at or below 0.9 x start, then the largest finite loss from there
+        first = next((i for i, v in enumerate(c) if math.isfinite(v) and v <= 0.9 * c[0]), None)
+        want = None if c[0] <= 0 or first is None else \
+            max(v for v in c[first:] if math.isfinite(v)) / c[0]
+        assert relapse(c, 0.1) == (None if want is None else pytest.approx(want))
+        assert held_drop(c) == pytest.approx((c[0] - min(fin)) / abs(c[0]))
+    assert relapse(curves[0], 0.1) == pytest.approx(115 / 2.3)
+    assert relapse(curves[1], 0.1) is None  # never fell 10%: nothing to relapse from
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_relapse_reads_the_overfit_run(seed):
+    # SGD lr 1.0 with momentum 0.9 on a digits MLP: the loss falls for a few steps, then jumps to
+    # 4-50x its start and the ReLUs die. On seed 2 the sweep's divergence point (1.07) lies just
+    # above 1.0, so the sweep alone only warned; the held run decides on every seed.
+    r = nndiag.check(ZOO_BUGS / "digits_mlp_sgd_lr.py", probes=["lr-range", "overfit"], seed=seed, threads=1)
+    res = {x.probe: x for x in r.subjects[0].results}
+    lr, curve = res["lr-range"], res["overfit"].data["loss_curve"]
+    assert lr.status.value == "fail", lr.summary
+    first = next(i for i, v in enumerate(curve) if v <= 0.9 * curve[0])
+    assert lr.metrics["held_relapse"] == pytest.approx(max(curve[first:]) / curve[0])
+    assert lr.metrics["held_relapse"] >= 2.0
+    assert lr.findings[0].where == "build_optimizer"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flat_sweep_with_an_lr_far_too_low_fails_by_the_rescue_runs(seed):
+    # plain SGD at 1e-3 on a small CNN: one step per LR is too few for SGD, so the sweep is flat;
+    # held for 300 steps the loss moves < 1%, while 100x the LR halves it (from the same weights,
+    # on the same batch)
+    res = run(ZOO_BUGS / "digits_cnn_sgd.py", seed=seed)
+    assert res.status.value == "fail", res.summary
+    assert res.findings[0].metric == "rescue_factor" and res.metrics["rescue_factor"] == 100.0
+    assert res.metrics["descent"] < 0.1 and res.metrics["held_drop"] < 0.15
+    # naive: the same model and batch in plain PyTorch at 100x the configured LR
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cnn_sgd", ZOO_BUGS / "digits_cnn_sgd.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x, y = next(iter(mod.dataloader()))
+    torch.manual_seed(seed)
+    model = mod.build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(300):
+        opt.zero_grad()
+        loss = mod.loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert min(losses) <= 0.5 * losses[0]
+
+
+def test_flat_sweep_that_no_lr_rescues_still_cannot_decide():
+    # MAE through sigmoids: the loss is stuck at any LR tried, so the LR is not blamed
+    res = run(BROKEN / "xor_mae_sigmoid_low_lr.py")
+    assert res.status.value == "skip" and "cannot judge" in res.summary
+    assert "rescue_factor" not in res.metrics

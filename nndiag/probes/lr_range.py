@@ -21,6 +21,7 @@ from nndiag.batches import batch_size
 from nndiag.hookspecs import hookimpl
 from nndiag.lr_sweep import BlowupWatch, EmaSmoother, SweepCurve, exp_lrs, record_step, suggest
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.probes.lr_held import held_drop, relapse, rescue
 
 _LR_TABLE = ("the LR range test defaults of fastai lr_find, Lightning Tuner.lr_find and "
              "torch-lr-finder, https://github.com/davidtvs/pytorch-lr-finder")
@@ -57,6 +58,22 @@ class LrRangeConfig:
                                  "blows up below the sweep's divergence point, after tens of steps")
     high_fail: float = threshold(1.0, "the sweep itself diverged at or below the configured LR",
                                  "fail at or above this fraction of the divergence LR")
+    relapse_fail: float = threshold(2.0, "measured on the zoo: held-LR runs of healthy programs "
+                                    "peak at <= 1.04x their start after descending, the LR-too-high "
+                                    "bugs at 3.95-64x (docs/probes/lr-range.md)",
+                                    "fail when the run at the configured LR, after falling, spikes "
+                                    "to this multiple of its start (held_relapse)")
+    stall_drop: float = threshold(0.15, "measured on the zoo: held-LR runs of healthy programs fall "
+                                  ">= 0.5 of their start, the LR-too-low bugs <= 0.06 "
+                                  "(docs/probes/lr-range.md)", "on a flat sweep, a held-LR run "
+                                  "that fell less than this share of its start has stalled")
+    rescue_factors: tuple[float, ...] = threshold((10.0, 100.0), "nndiag choice: 'an LR 100x too low' is the "
+                                      "class named by the bug reports (docs/probes/lr-range.md)",
+                                      "on a flat sweep with a stalled held run, the LR multiples "
+                                      "tried on the same batch and initial weights")
+    rescue_drop: float = threshold(0.5, "measured on the zoo: healthy held-LR runs fall >= 0.5 of "
+                                   "their start (docs/probes/lr-range.md)", "a rescue run that "
+                                   "falls this share of its start shows the higher LR trains")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
                                  "skip the probe, stating why (e.g. a scheduler-driven LR)")
 
@@ -176,15 +193,27 @@ class LrRangeProbe(Probe):
         out.metric("sweep_seconds", seconds)
         out.data["stop"] = curve.stop
         fixed = None
-        if descends and configured > 0 and (lr_div is None or configured < lr_div * cfg.high_fail):
+        if configured > 0 and not ctx.subject.trained:
             from nndiag.probes.overfit import OverfitConfig, fixed_lr_blowup, shared_fit_run
 
             # What the configured LR does when held: the overfit run (shared, computed once) trains
             # at it for up to 300 steps. Past the stability limit the loss falls, then grows
-            # geometrically after tens of steps, which a one-step-per-LR sweep cannot see.
+            # geometrically after tens of steps or spikes and never recovers, which a
+            # one-step-per-LR sweep cannot see; far below the good range it barely moves.
             fit = shared_fit_run(ctx, OverfitConfig())
             if fit.run is not None:
-                fixed = (fixed_lr_blowup(fit.run.curve), len(fit.run.curve), fit.n, fit.run.curve)
+                run = fit.run
+                fixed = (fixed_lr_blowup(run.curve), len(run.curve), fit.n, run.curve,
+                         relapse(run.curve, cfg.min_descent))
+                drop = held_drop(run.curve)
+                out.metric("held_drop", drop)
+                out.metric("held_relapse", fixed[4])
+                full = len(run.curve) >= run.max_steps and not run.cut_by_time
+                if not descends and full and drop is not None and drop < cfg.stall_drop:
+                    # The sweep is flat and the held run stalled: try 10x and 100x on the same
+                    # batch and weights, as many steps as the held run took (step-counted).
+                    tried = rescue(ctx, cfg.rescue_factors, len(run.curve), cfg.rescue_drop)
+                    fixed += (tried,)
         self._verdict(out, curve, sug, configured, lr_div, descends, len(batches), fixed)
 
     def _verdict(self, out: Outcome, curve: SweepCurve, sug, configured: float, lr_div: float | None,
@@ -222,7 +251,7 @@ class LrRangeProbe(Probe):
                      f"positive lr in build_optimizer (the sweep suggests {suggestions}).",
                      where="build_optimizer", value=configured, metric="configured_lr")
         elif descends and start is not None and configured > start and fixed and fixed[0] is not None:
-            step, ran, n, losses = fixed
+            step, ran, n, losses = fixed[:4]
             out.metric("fixed_lr_blowup_step", step)
             last = next((c for c in reversed(losses) if math.isfinite(c)), math.nan)
             out.fail(f"At the configured learning rate {configured:.3g} the loss diverges when held: "
@@ -232,6 +261,17 @@ class LrRangeProbe(Probe):
                      f"{start:.3g}) make it fall. The LR is past the stability limit of this model: "
                      f"lower it; the sweep suggests {suggestions}.", where="build_optimizer",
                      value=step, metric="fixed_lr_blowup_step")
+        elif descends and start is not None and configured > start and fixed and fixed[4] is not None \
+                and fixed[4] >= cfg.relapse_fail:
+            _, ran, n, losses, peak = fixed[:5]
+            last = next((c for c in reversed(losses) if math.isfinite(c)), math.nan)
+            out.fail(f"At the configured learning rate {configured:.3g} training is thrown off when the "
+                     f"LR is held: training one batch of {n} at it, the loss fell, then jumped to "
+                     f"{peak:.3g}x its start ({losses[0]:.3g}) and ended at {last:.3g} after {ran} "
+                     f"steps, while in the range test lower LRs (from {start:.3g}) make it fall. The "
+                     "first steps throw the weights far off (ReLUs die, the output settles on a "
+                     f"constant): lower the LR; the sweep suggests {suggestions}.",
+                     where="build_optimizer", value=peak, limit=cfg.relapse_fail, metric="held_relapse")
         elif over_div is not None and over_div >= cfg.high_warn:
             where_div = ("the loss diverged in the range test (it rose back above its untrained level, "
                          "or became NaN/Inf)")
@@ -251,6 +291,19 @@ class LrRangeProbe(Probe):
                      f"{sug.start_level:.3g} to {min(c for c in curve.losses if math.isfinite(c)):.3g}), "
                      "so it is unbounded below and the curve's landmarks say nothing about the LR (see "
                      f"loss-setup: e.g. NLLLoss on outputs that are not log-probabilities); {sweep}")
+        elif not descends and fixed and len(fixed) > 5 and any(r.fell for r in fixed[5]):
+            _, ran, n, losses, _, tried = fixed
+            ok = next(r for r in tried if r.fell)
+            low = min(c for c in losses if math.isfinite(c))
+            out.metric("rescue_factor", ok.factor)
+            out.fail(f"The configured learning rate {configured:.3g} is far too low for this model and "
+                     f"optimizer: held for {ran} steps on one batch of {n}, it moves the loss only "
+                     f"{losses[0]:.3g} -> {low:.3g} ({(losses[0] - low) / abs(losses[0]):.1%}), while "
+                     f"{ok.factor:g}x that LR ({configured * ok.factor:.3g}), from the same weights on "
+                     f"the same batch, halves it in {ok.steps} steps. The range test cannot show it "
+                     "(its loss stays flat: one step per LR is too few for this optimizer). Raise the "
+                     "LR (or use an optimizer with momentum or Adam).", where="build_optimizer",
+                     value=ok.factor, metric="rescue_factor")
         elif not descends or start is None:
             out.metric("undecided", True)
             out.skip(f"cannot judge the learning rate: over the whole sweep the loss fell only "

@@ -16,13 +16,17 @@ probe when both run. Verdicts (measured on the zoo, docs/probes/gradients.md):
   trains from 1e-10 gradients (its Adam step is lr-sized);
 * a step too large: the optimizer's update moved a weight by more than ``update_warn`` (warn) or
   ``update_fail`` (fail) times its own norm, the learning rate named as the cause;
-* a gradient above ``exploding_fail_max_abs``: fail; a merely large gradient (a summed loss,
-  unscaled inputs) is a pass fact, since Adam-type optimizers normalise it;
+* a gradient above ``exploding_fail_max_abs``: fail; a large gradient (above
+  ``exploding_max_abs``) that the same architecture at PyTorch's default initialisation does not
+  get (``init_explode_ratio`` times smaller, :mod:`.baseline`) explodes from the model's own
+  initialisation: fail; a large gradient the default gets too (a summed loss, unscaled inputs)
+  is a pass fact, since Adam-type optimizers normalise it;
 * the first-to-last weight gradient-norm ratio below ``vanishing_ratio``: warn.
 
 The package by job: :mod:`.summary` (one parameter's statistics, where the graph is cut),
-:mod:`.flow` (does gradient reach every parameter), :mod:`.size` (steps and gradients too large),
-:mod:`.structure` (identical units, biases a normalisation cancels).
+:mod:`.flow` (does gradient reach every parameter), :mod:`.size` (steps too large),
+:mod:`.baseline` (exploding gradients against the default initialisation), :mod:`.structure`
+(identical units, biases a normalisation cancels).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.probes.gradients.flow import (check_disconnected, check_ratio, check_symmetry,
                                           check_tiny_non_weights, check_zero_and_vanishing)
-from nndiag.probes.gradients.size import check_exploding, check_steps_too_large
+from nndiag.probes.gradients.baseline import check_exploding
+from nndiag.probes.gradients.size import check_steps_too_large
 from nndiag.probes.gradients.structure import biases_before_normalisation, identical_units
 from nndiag.probes.gradients.summary import ParamSummary, graph_cut, summarise
 from nndiag.report import Status
@@ -72,6 +77,10 @@ class GradientsConfig:
                                          "above this max |g| the size is recorded as a fact")
     exploding_fail_max_abs: float = threshold(1e6, "TheDeepChecker: exploding when |g| > 1e6; "
                                               + _SRC, "fail above this max |g|")
+    init_explode_ratio: float = threshold(1e3, _SRC + " (the default-initialisation baseline)",
+                                          "above exploding_max_abs, fail when the first step's max "
+                                          "|g| is this many times what the same architecture gets "
+                                          "at PyTorch's default initialisation")
 
 
 class GradientsProbe(Probe):
@@ -130,7 +139,7 @@ class GradientsProbe(Probe):
         check_zero_and_vanishing(cfg, out, [p for p in tiny if ndim.get(p.name, 2) >= 2], top,
                                  trace.param_numels, [p.name for p in weights])
         check_steps_too_large(cfg, out, params, ndim, trace.optimizer)
-        check_exploding(cfg, out, connected)
+        check_exploding(cfg, ctx, out, connected)
         check_ratio(cfg, out, weights)
         check_symmetry(ctx, out)
         n_bad = sum(f.severity.rank >= Status.WARN.rank for f in out.findings)

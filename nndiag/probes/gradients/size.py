@@ -1,5 +1,5 @@
-"""Are the gradients and steps too large: the optimizer's step against the weights' norm, and
-exploding gradients."""
+"""Are the steps too large: the optimizer's step against the weights' norm (exploding gradients,
+judged against a default-initialisation baseline, are in :mod:`.baseline`)."""
 
 from __future__ import annotations
 
@@ -39,23 +39,3 @@ def check_steps_too_large(cfg: GradientsConfig, out: Outcome, params: list[Param
            "or a summed loss make |g|, and with SGD the step, large too.")
     out.graded(msg, value=r, warn_limit=cfg.update_warn, fail_limit=cfg.update_fail,
                where=worst.name, metric="median_update_ratio")
-
-
-def check_exploding(cfg: GradientsConfig, out: Outcome, params: list[ParamSummary]) -> None:
-    """Gradients above ``exploding_fail_max_abs`` fail; merely large ones are a pass fact."""
-    warn_at, fail_at = cfg.exploding_max_abs, cfg.exploding_fail_max_abs
-    big = [p for p in params if p.max_abs_grad > warn_at]
-    for p in big:
-        if p.max_abs_grad > fail_at:
-            out.fail(f"The gradient of {p.name} explodes: max |g| = {p.max_abs_grad:.3g} > "
-                     f"{fail_at:g}. Scale the inputs and targets, lower the learning rate, or "
-                     "clip gradients.", where=p.name, value=p.max_abs_grad, limit=fail_at,
-                     metric="max_abs_grad")
-    large = [p for p in big if p.max_abs_grad <= fail_at]
-    if large:
-        worst = max(large, key=lambda p: p.max_abs_grad)
-        out.finding("pass", f"{len(large)} parameter(s) have a large gradient (max |g| up to "
-                    f"{worst.max_abs_grad:.3g} in {worst.name}, above {warn_at:g}): a summed "
-                    "loss or inputs on a large scale do this by design; the step sizes, not "
-                    "|g|, say whether it is a problem.", where=worst.name,
-                    value=worst.max_abs_grad, limit=warn_at, metric="large_grad")
