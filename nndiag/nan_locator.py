@@ -88,7 +88,8 @@ def locate(bench: Workbench, event: NonFinite, batches: list | None = None) -> P
         batch = batches[event.step % len(batches)]
         stale = check_params(model, event.step)  # an earlier update made a weight NaN/Inf
         if stale is not None:
-            return Producer("parameters", stale.where, "", stale.detail, _eps_hint(optimizer, model, stale.where))
+            return Producer("parameters", stale.where, "", stale.detail,
+                            _eps_hint(optimizer, model, stale.where))
         return _instrumented_step(bench, model, optimizer, batch)
 
 
@@ -164,7 +165,9 @@ def fp16_overflow(info: CallInfo, device_type: str = "cpu") -> float | None:
     if info.op in _CASTS:
         refs = [t for t in iter_tensors(info.args) if t.is_floating_point()]
     else:
-        up = lambda x: x.detach().float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x  # noqa: E731
+        def up(x):
+            return x.detach().float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
         try:
             with torch.no_grad(), torch.autocast(device_type, enabled=False):
                 ref = info.func(*tree_map(up, info.args), **tree_map(up, info.kwargs))

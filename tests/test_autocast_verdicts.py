@@ -60,3 +60,27 @@ def test_the_bf16_runs_really_ran_in_bf16():
         pytest.skip("needs the verdict tests above in the same session")
     changed = [p for p, row in ROWS.items() if row["numbers_changed"]]
     assert len(changed) >= len(FILES) // 2, changed
+
+
+# ---- on a GPU (benchmarks/gpu_check.sh runs `pytest -m gpu`) -----------------------------------
+HAS_CUDA = __import__("torch").cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; run benchmarks/gpu_check.sh on a GPU machine")
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
+@pytest.mark.parametrize("path", FILES)
+def test_cuda_autocast_gives_the_cuda_fp32_verdicts(path, mode):
+    import torch
+
+    if mode == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    import nndiag
+
+    def statuses(**kw):
+        report = nndiag.check(REPO / path, device="cuda", threads=1, **kw)
+        return {r.probe: r.status.value for r in report.subjects[0].results}
+
+    fp32, mixed = statuses(), statuses(autocast=mode)
+    assert mixed == fp32, {p: (fp32.get(p), mixed.get(p)) for p in set(fp32) | set(mixed)
+                           if fp32.get(p) != mixed.get(p)}

@@ -142,3 +142,13 @@ def test_half_eps_groups_reads_the_optimizer_settings():
     assert half_eps_groups(torch.optim.Adam([full])) == []
     assert half_eps_groups(torch.optim.Adagrad([half])) != []  # eps=1e-10
     assert half_eps_groups(torch.optim.SGD([half], lr=0.1)) == []  # no eps at all
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; run benchmarks/gpu_check.sh")
+def test_fp16_overflow_is_named_on_cuda_and_the_twin_stays_clean(tmp_path):
+    broken = _file(tmp_path, "overflow_cuda", scale=1000.0)
+    result = _result(broken, "nan", autocast="fp16", device="cuda")
+    assert result.status.value == "fail" and OVERFLOW in _messages(result), _messages(result)
+    twin = _file(tmp_path, "twin_cuda", scale=1.0)
+    assert _result(twin, "nan", autocast="fp16", device="cuda").status.value == "pass"

@@ -75,6 +75,6 @@ def check_half_eps(cfg: UpdatesConfig, out: Outcome, opt, after) -> None:
              f"eps={eps:g}, which rounds to 0 in float16 (its smallest positive value is 6e-8): "
              f"{name_list(names, cfg.max_names)}. Where a gradient element is small (below 5.5e-3 "
              "for Adam's beta2=0.999) the second moment underflows to 0 too, so the update divides "
-             "by 0 and the weight becomes Inf or NaN. Use eps=1e-4 with float16 weights, or keep float32 weights and run the "
-             "forward under torch.autocast (--autocast).", where=common_module(names), value=eps,
-             limit=FP16_TINY, metric="half_eps")
+             "by 0 and the weight becomes Inf or NaN. Use eps=1e-4 with float16 weights, or keep "
+             "float32 weights and run the forward under torch.autocast (--autocast).",
+             where=common_module(names), value=eps, limit=FP16_TINY, metric="half_eps")
