@@ -129,12 +129,9 @@ def fit_batch(cfg: OverfitConfig, ctx: ProbeContext, model, opt, batch, targets,
     for step in range(run.max_steps):
         right = None
         if nndiag_step:
-            opt.zero_grad(set_to_none=True)
-            output = bench.forward(model, batch)
-            loss_t = bench.loss_of_output(output, batch)
-            bench.backward(loss_t)
-            opt.step()
-            loss = float(loss_t.detach())
+            # the one training step (with --autocast fp16 it scales the loss: nndiag.precision)
+            result = bench.step(model, opt, batch, keep_output=True)
+            output, loss = result.output, result.loss
             if step == 0:
                 run.scorer = detect_classification(output, targets, s.loss_fn)
                 if cfg.loss_floor is None:
