@@ -113,7 +113,9 @@ class RankSync(Joinable):
         watch._by_id[self.check.id] = self.check
         # DDP broadcasts buffers at the start of every forward: after a step they are rank-local
         # by design, so they are compared only when nothing broadcasts them
-        self.buffers = [] if wrapper is not None and wrapper.broadcast_buffers else \
+        synced = wrapper is not None and getattr(wrapper, "forward_sync_buffers",  # torch >= 2.12
+                                                 getattr(wrapper, "broadcast_buffers", True))
+        self.buffers = [] if synced else \
             [(n, b) for n, b in watch.model.named_buffers() if b.is_floating_point()]
         self.walk = wrapper is not None and not wrapper.find_unused_parameters \
             and not getattr(wrapper, "static_graph", False)
@@ -169,7 +171,7 @@ class RankSync(Joinable):
                 for i, c in enumerate(counts) if 0 < c < self.world}
         self._everywhere = [i for i, c in enumerate(counts) if c == self.world]
         if some:
-            self._emit(lambda: self.check.unused_on_some(s, some))
+            self._emit(lambda: self.check.unused_on_some(s, some), in_forward=True)
 
     def _confirm_unused(self, optimizer, args, kwargs) -> None:
         # a parameter used only by the loss (outside forward) still gets its gradient: not unused
@@ -178,11 +180,15 @@ class RankSync(Joinable):
         if names:
             self._emit(lambda: self.check.unused_everywhere(w.step_index, names))
 
-    def _emit(self, add) -> None:
+    def _emit(self, add, in_forward: bool = False) -> None:
         """Record a finding every rank reached from the same gathered numbers, and handle it."""
         before = len(self.check.events)
         add()
         for event in self.check.events[before:]:
+            if in_forward and event.severity == "fail" and self.w.cfg.policy_of(event.check) == "stop":
+                # torch runs the always_call forward hooks again when a hook raises, over the live
+                # hook dict: the activation sampler's must be gone before the stop is raised
+                self.w.activations.disarm()
             self.w._handle(event)
 
     # ---- every step -------------------------------------------------------------------------

@@ -9,8 +9,9 @@ same gathered numbers, so every rank reaches the same verdicts. Three findings:
   rank applies the same all-reduced gradient), so a difference means the ranks train different
   models: an initialisation that was never broadcast under manual gradient averaging, or an update
   made on one rank only. Floating buffers (BatchNorm running statistics) are compared too unless
-  DDP broadcasts them (``broadcast_buffers=True``, the default); a difference there is rank-local
-  statistics (``broadcast_buffers=False``): a warning, since evaluation and checkpoints see rank 0's.
+  DDP broadcasts them before every forward (``forward_sync_buffers``, formerly ``broadcast_buffers``,
+  default True); a difference there is rank-local statistics (``broadcast_buffers=False``): a
+  warning, since evaluation and checkpoints see rank 0's.
 * **unused parameters**: parameters outside the autograd graph of a rank's forward output while
   DDP runs with ``find_unused_parameters=False``. Unused on some ranks only, DDP would wait forever
   in backward for their gradients on the others; unused on every rank, DDP raises at the next step.
@@ -101,8 +102,9 @@ class ReplicasCheck(Check):
             f"buffers differ across replicas after step {step}: {names_of(names)} (relative "
             f"difference up to {worst:.3g}): rank-local statistics (DDP(broadcast_buffers=False), or "
             "no DDP wrapper): evaluation and a checkpoint saved on rank 0 see rank 0's statistics only. "
-            "Fix: broadcast_buffers=True (the default), torch.nn.SyncBatchNorm.convert_sync_batchnorm"
-            "(model), or all_reduce the buffers before evaluating or saving"), worst,
+            "Fix: let DDP sync them (broadcast_buffers=True / forward_sync_buffers=True, the default), "
+            "torch.nn.SyncBatchNorm.convert_sync_batchnorm(model), or all_reduce the buffers before "
+            "evaluating or saving"), worst,
             self.cfg.replica_rtol, "replica_difference")
 
     def unused_on_some(self, step: int, unused: dict[str, list[int]]) -> None:
