@@ -1,23 +1,32 @@
 """The watch's cost per training step, side by side with the same plain step, in one process.
 
-    python benchmarks/watch_overhead.py [--steps 100] [--warmup 20] [--device cpu|cuda|both]
+    python benchmarks/watch_overhead.py [--steps 100] [--warmup 20] [--repeats 3] [--block 10]
+                                        [--models mlp,cnn,lstm,transformer] [--device cpu|cuda|both]
 
-For each model (the reference MLP, CNN and LSTM, and a small Transformer encoder) four copies of
-the same initial weights train on the same batch, one step each in turn, every iteration, with
-the order rotated so machine load hits all of them alike: plain; watched with the default profile;
-watched with the ``minimal`` profile (every-step finiteness and gradient norms only); and plain
-under ``torch.autograd.detect_anomaly``. Each row gives the plain step's median time and every
-variant's median, over iterations, of its step time over the plain step's in the same iteration.
-The default profile samples per-layer statistics every 50 steps, which a median hides, so its mean
-ratio (the amortized cost) is shown too. CPU runs use ``torch.set_num_threads(1)`` and, by default,
-the CPU time of the training thread (a shared machine's other processes do not count); ``--clock
-wall`` uses wall time. Nothing is asserted: the numbers are printed as measured.
+For each model (the reference MLP, CNN and LSTM, and a small Transformer encoder) five copies of
+the same initial weights train on the same batch with the same step function: plain; plain again
+(the A/A control: two identical arms differ by this much from memory layout and noise alone);
+watched with the default profile; watched with the ``minimal`` profile (every-step finiteness and
+gradient norms only); and plain under ``torch.autograd.detect_anomaly``. The copies take turns in
+blocks of ``--block`` consecutive steps (a training loop runs warm, one model at a time), with the
+order of the blocks rotated every round so machine load hits all of them alike. Step ``j`` of a
+variant's block is paired with step ``j`` of the plain block of the same round. Per repeat, a
+variant's **median** is the median over its steps of the paired ratio (the steady-state step), and
+its **mean** is its total time over the plain total (the amortized cost, with the per-interval
+flush and the per-50-step samples that a median hides). Each repeat builds fresh copies (new
+memory layout); the table gives the median over repeats and, with ``--spread``, their range.
+CPU runs use ``torch.set_num_threads(1)`` and, by default, the CPU time of the training thread (a
+shared machine's other processes do not count); ``--clock wall`` uses wall time. The garbage
+collector runs as in any training loop (``--no-gc`` turns it off in the timed steps of every arm
+and collects between rounds). Nothing is asserted: the numbers are printed as measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import gc
 import statistics
 import sys
 import time
@@ -30,6 +39,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nndiag.watch as nw  # noqa: E402
+
+ARMS = ("plain", "plain2", "default", "minimal", "anomaly")
+MODELS = ("mlp", "cnn", "lstm", "transformer")
 
 
 class TinyTransformer(nn.Module):
@@ -74,54 +86,106 @@ def cases():
                                                torch.randint(0, 10, (64,))), F.cross_entropy
 
 
-def bench(name, model, batch, loss_fn, device, steps, warmup, clock=time.thread_time):
-    """(median plain step seconds, {variant: median of the per-iteration ratio to plain},
-    the default profile's mean ratio). Ratios are paired per iteration, so a slow moment of the
-    machine hits a variant and its plain step alike."""
-    x, y = (t.to(device) for t in batch)
-    variants = {}
-    for v in ("plain", "default", "minimal", "anomaly"):
+def _arms(model, device, name, with_anomaly):
+    """Fresh copies of ``model``: {arm: (model, optimizer, watch or None)}."""
+    arms = {}
+    for v in ARMS if with_anomaly else ARMS[:-1]:
         m = copy.deepcopy(model).to(device)
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
         w = None
         if v in ("default", "minimal"):
             w = nw.watch(m, opt, profile=v, name=name, on_event=lambda e: None,
                          raise_on_stop=False).start()
-        variants[v] = (m, opt, w)
+        arms[v] = (m, opt, w)
+    return arms
+
+
+def _train_step(m, opt, loss_fn, x, y, anomaly):
+    """The user's step, the same in every arm (the watched arms add only their ``w.step``)."""
+    ctx = torch.autograd.detect_anomaly(check_nan=True) if anomaly else contextlib.nullcontext()
+    with ctx:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(x), y)
+        loss.backward()
+        opt.step()
+    return loss
+
+
+def run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock, with_anomaly=True,
+             no_gc=False):
+    """One repeat on fresh copies of ``model``: {arm: [[seconds per step] per timed round]}."""
+    x, y = (t.to(device) for t in batch)
+    arms = _arms(model, device, name, with_anomaly)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = {v: [] for v in variants}
-    order = list(variants)
-    for i in range(warmup + steps):
-        order = order[1:] + order[:1]  # rotate: no variant always runs first
-        for v in order:
-            m, opt, w = variants[v]
-            sync()
-            t0 = clock()
-            ctx = torch.autograd.detect_anomaly(check_nan=True) if v == "anomaly" else _Null()
-            with ctx:
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(m(x), y)
-                loss.backward()
-                opt.step()
+    times = {v: [] for v in arms}
+    order = list(arms)
+    rounds_warm, rounds = -(-warmup // block), max(1, -(-steps // block))
+    gc_was = gc.isenabled()
+    try:
+        for r in range(rounds_warm + rounds):
+            order = order[1:] + order[:1]  # rotate: no arm always runs first or after the same one
+            if no_gc:
+                gc.collect()
+                gc.disable()
+            for v in order:
+                m, opt, w = arms[v]
+                anomaly = v == "anomaly"
+                ts = []
+                for _ in range(block):
+                    sync()
+                    t0 = clock()
+                    loss = _train_step(m, opt, loss_fn, x, y, anomaly)
+                    if w is not None:
+                        w.step(loss)
+                    sync()
+                    ts.append(clock() - t0)
+                if r >= rounds_warm:
+                    times[v].append(ts)
+            if no_gc and gc_was:
+                gc.enable()
+    finally:
+        if gc_was:
+            gc.enable()
+        for _, _, w in arms.values():
             if w is not None:
-                w.step(loss)
-            sync()
-            if i >= warmup:
-                times[v].append(clock() - t0)
-    for _, _, w in variants.values():
-        if w is not None:
-            w.close()
-    plain = times["plain"]
-    ratios = {v: statistics.median(a / max(b, 1e-9) for a, b in zip(t, plain)) for v, t in times.items()}
-    return statistics.median(plain), ratios, statistics.mean(times["default"]) / statistics.mean(plain)
+                w.close()
+    return times
 
 
-class _Null:
-    def __enter__(self):
-        return self
+def summarise(times):
+    """(median plain step seconds, {arm: (median paired ratio, mean ratio)}) of one repeat."""
+    plain = [t for blk in times["plain"] for t in blk]
+    out = {}
+    for v, blocks in times.items():
+        if v == "plain":
+            continue
+        ratios = [a / max(b, 1e-9) for blk, pblk in zip(blocks, times["plain"])
+                  for a, b in zip(blk, pblk)]
+        total = sum(t for blk in blocks for t in blk)
+        out[v] = (statistics.median(ratios), total / max(sum(plain), 1e-9))
+    return statistics.median(plain), out
 
-    def __exit__(self, *exc):
-        return False
+
+def bench(name, model, batch, loss_fn, device, steps, warmup, clock=time.thread_time, *,
+          repeats=3, block=10, with_anomaly=True, no_gc=False):
+    """(median plain step seconds over repeats, {arm: {"median": [...], "mean": [...]}}, one
+    value per repeat)."""
+    base, per = [], {}
+    for _ in range(repeats):
+        times = run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock,
+                         with_anomaly, no_gc)
+        b, out = summarise(times)
+        base.append(b)
+        for v, (med, mean) in out.items():
+            per.setdefault(v, {"median": [], "mean": []})
+            per[v]["median"].append(med)
+            per[v]["mean"].append(mean)
+    return statistics.median(base), per
+
+
+def _cell(values, spread):
+    mid = f"{statistics.median(values):.3f}x"
+    return f"{mid} ({min(values):.3f}-{max(values):.3f})" if spread else mid
 
 
 def main(argv=None) -> int:
@@ -129,31 +193,55 @@ def main(argv=None) -> int:
     import warnings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=100, help="measured steps per variant (>= 50)")
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--steps", type=int, default=100, help="timed steps per arm and repeat (>= 50)")
+    p.add_argument("--warmup", type=int, default=20, help="steps per arm before the timed ones")
+    p.add_argument("--repeats", type=int, default=3, help="fresh copies, timed again (median and range)")
+    p.add_argument("--block", type=int, default=10, help="consecutive steps per arm and turn")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     p.add_argument("--device", default="both", choices=["cpu", "cuda", "both"])
     p.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                    help="cpu: CPU time of the training thread (time.thread_time), immune to other "
                    "processes on a shared machine; wall: time.perf_counter")
+    p.add_argument("--spread", action="store_true", help="also print each cell's range over repeats")
+    p.add_argument("--no-anomaly", action="store_true", help="skip the detect_anomaly arm")
+    p.add_argument("--no-gc", action="store_true",
+                   help="garbage collector off in the timed steps (every arm), on between rounds")
     args = p.parse_args(argv)
+    wanted = {m.strip().lower() for m in args.models.split(",") if m.strip()}
+    if wanted - set(MODELS):
+        p.error(f"unknown model(s) {', '.join(sorted(wanted - set(MODELS)))}: use {', '.join(MODELS)}")
+    for flag in ("steps", "repeats", "block"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be at least 1")
     warnings.filterwarnings("ignore")  # detect_anomaly warns that it is slow, every step
     devices = ["cpu"] + (["cuda"] if args.device != "cpu" and torch.cuda.is_available() else [])
     if args.device == "cuda":
         devices = [d for d in devices if d == "cuda"]
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
-    print(f"torch {torch.__version__}; {args.clock} clock; median of {args.steps} steps after "
-          f"{args.warmup} warm-up; ratio = median over iterations of variant / plain step")
-    print(f"{'device':<6} {'model':<12} {'plain ms':>9} {'default':>8} {'default':>8} {'minimal':>8} "
-          f"{'anomaly':>8}")
-    print(f"{'':<6} {'':<12} {'':>9} {'median':>8} {'mean':>8} {'median':>8} {'median':>8}")
+    print(f"torch {torch.__version__}; {args.clock} clock; {args.repeats} repeat(s) of {args.steps} "
+          f"steps per arm after {args.warmup} warm-up, in blocks of {args.block}; median: median over "
+          f"steps of the paired ratio to the plain step; mean: total over plain total; median over "
+          f"repeats{' (range)' if args.spread else ''}; gc {'off' if args.no_gc else 'on'}")
+    cols = [("plain2", "median", "A/A"), ("default", "median", "default"),
+            ("default", "mean", "default"), ("minimal", "median", "minimal"),
+            ("minimal", "mean", "minimal")]
+    if not args.no_anomaly:
+        cols.append(("anomaly", "median", "anomaly"))
+    w = 21 if args.spread else 8
+    print(f"{'device':<6} {'model':<12} {'plain ms':>9} " + " ".join(f"{c[2]:>{w}}" for c in cols))
+    print(f"{'':<6} {'':<12} {'':>9} " + " ".join(f"{c[1]:>{w}}" for c in cols))
     for device in devices:
         if device == "cpu":
             torch.set_num_threads(1)
         for name, model, batch, loss_fn in cases():
+            if name.lower() not in wanted:
+                continue
             use = clock if device == "cpu" else time.perf_counter  # CUDA: wall time after sync
-            base, r, mean_ratio = bench(name, model, batch, loss_fn, device, args.steps, args.warmup, use)
-            print(f"{device:<6} {name:<12} {base * 1e3:>9.3f} {r['default']:>7.3f}x "
-                  f"{mean_ratio:>7.3f}x {r['minimal']:>7.3f}x {r['anomaly']:>7.3f}x", flush=True)
+            base, per = bench(name, model, batch, loss_fn, device, args.steps, args.warmup, use,
+                              repeats=args.repeats, block=args.block,
+                              with_anomaly=not args.no_anomaly, no_gc=args.no_gc)
+            cells = " ".join(f"{_cell(per[v][k], args.spread):>{w}}" for v, k, _ in cols)
+            print(f"{device:<6} {name:<12} {base * 1e3:>9.3f} {cells}", flush=True)
     return 0
 
 

@@ -78,9 +78,11 @@ class FactoryAudit(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.calls: collections.Counter = collections.Counter()
+        self.seen = 0  # every torch call the mode intercepted: proof that it is hooked in
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        self.seen += 1
         if getattr(func, "__name__", "") in FACTORIES and "device" not in kwargs:
             frame = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename.startswith(PASS_THROUGH):
@@ -155,7 +157,7 @@ def test_every_tensor_the_watch_creates_follows_the_device():
             loss.backward()
             opt.step()
             w.step(loss)
-    assert audit.calls
+    assert audit.seen  # the watch itself may make no device-less tensor at all
     bad = audit.unreviewed()
     assert not bad, "the watch made CPU tensors without device=:\n" + "\n".join(bad)
 

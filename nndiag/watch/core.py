@@ -18,7 +18,7 @@ All hooks are removed in :meth:`Watch.close` (``__exit__``), whatever happened.
 
 from __future__ import annotations
 
-import time
+import math
 import warnings
 from typing import Any, Callable
 
@@ -72,6 +72,7 @@ class Watch:
         self._names, self._params = [n for n, _ in named], [p for _, p in named]
         self.recorder = Recorder(self._names, self._params)
         self.sampling = config.profile != "minimal"
+        self._sample_every = config.sample_every if self.sampling else 0  # 0: never sampled
         self.activations = ActivationSampler(model, config.saturation_input, config.saturation_unit)
         self.updates = UpdateSampler(self._names, self._params)
         first = next(iter(self._params), None)
@@ -87,9 +88,9 @@ class Watch:
                            for m in model.modules())
         self.should_stop = False
         self.stop_event: Event | None = None
-        self.seconds = 0.0
         self._handles: list[Any] = []
-        self._captured: Captured | None = None
+        self._post_handle: Any = None  # the step post-hook, only until w.step() is first called
+        self._captured: tuple | None = None  # (args, kwargs, rng state) of the last training forward
         self._stepped = False
         self._lr_used: float | None = None
         self._explicit = explicit_steps  # True: w.step() closes every step (drivers, callbacks)
@@ -119,7 +120,9 @@ class Watch:
         self._handles.append(m.register_forward_pre_hook(WatchHook(self._capture), with_kwargs=True))
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(WatchHook(self._pre_step)))
-            self._handles.append(self.optimizer.register_step_post_hook(WatchHook(self._post_step)))
+            if not self._explicit:  # w.step() may never come: the post-hook closes the steps
+                self._post_handle = self.optimizer.register_step_post_hook(WatchHook(self._post_step))
+                self._handles.append(self._post_handle)
             in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
             self.timeline.never_in_optimizer = [n for n, p in zip(self._names, self._params)
                                                 if id(p) not in in_opt]
@@ -160,6 +163,7 @@ class Watch:
                              hint="Call it inside `with nndiag.watch(model, optimizer) as w:`.")
         if not self._explicit:
             self._explicit = True
+            self._drop_post_hook()  # w.step() closes every step from now on: one hook call less
             if self._closed_by_hook:  # the optimizer hook already closed this step
                 if loss is not None:
                     self.recorder.set_last_loss(loss, self.timeline)
@@ -177,52 +181,60 @@ class Watch:
     # ---- hooks ------------------------------------------------------------------------------
     def _capture(self, module, args, kwargs) -> None:
         if module.training:
-            # the RNG state only matters to a replay of random layers (5 KB copied per forward)
-            self._captured = Captured(args, kwargs, torch.get_rng_state() if self._random else None)
+            # references only (a tuple, not a Captured: this runs every forward); the RNG state
+            # only matters to a replay of random layers (5 KB copied per forward)
+            self._captured = (args, kwargs, torch.get_rng_state() if self._random else None)
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
+        # the optimizer is about to step: a GradScaler that skips the step never calls it
+        self._stepped = True
         if not self.external_gradients:
             self.observe_gradients()
+
+    def _drop_post_hook(self) -> None:
+        if self._post_handle is not None:
+            self._post_handle.remove()
+            self._handles.remove(self._post_handle)
+            self._post_handle = None
 
     def observe_gradients(self) -> None:
         """Read this step's gradients (norms on device, the NaN flag, a weight copy on sample
         steps). Called by the optimizer's step pre-hook; a trainer that runs forward and backward
         *inside* ``optimizer.step(closure)`` (Lightning) calls it from its before-step callback
         instead, with ``external_gradients=True``."""
-        t0 = time.perf_counter()
+        step = self.step_index
         self._lr_used = _lr(self.optimizer)  # the LR of this update (a scheduler may step before w.step)
-        sample = self.sampling and self.step_index % self.cfg.sample_every == 0
+        sample = self._sample_every and step % self._sample_every == 0
         if sample:
             self._take_activations()
             if not self.updates.has_snapshot:  # the first optimizer step of the step (GANs step twice)
                 self.updates.snapshot()
-        full = sample or self.step_index % self.norm_every == 0
+        full = sample or step % self.norm_every == 0
         row = self.recorder.grad_norms() if full else UNMEASURED
         self.recorder.record_grads(row)
         # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
-        if self.scaler is None and self.step_index % self.sync_every == 0 and not self._tripped:
-            finite = (torch.isfinite(row.sum()).item() if full
+        if self.scaler is None and not self._tripped and step % self.sync_every == 0:
+            # NaN and Inf survive a sum: one reduction and one host read (a Python isfinite, not
+            # one more tensor op); a finite sum that overflows is told apart just below
+            finite = (math.isfinite(row.sum().item()) if full
                       else self.recorder.sentinel_finite(self._small))
             # the L2 norm of huge but finite values can overflow: confirm with max-abs first
             bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
             if self.distributed is not None:  # every rank takes the world's decision
                 bad = self.distributed.any_rank(bad)
             if bad:
-                self.seconds += time.perf_counter() - t0
-                self._trip(self.step_index, "gradient")
-        self.seconds += time.perf_counter() - t0
+                self._trip(step, "gradient")
 
     def _post_step(self, optimizer, args, kwargs) -> None:
-        self._stepped = True
         if not self._explicit:
             self._end_step(None)
             self._closed_by_hook = True
 
     # ---- the step clock -----------------------------------------------------------------------
     def _end_step(self, loss: Any) -> None:
-        t0 = time.perf_counter()
         step = self.step_index
-        if self.sampling and step % self.cfg.sample_every == 0:
+        every = self._sample_every
+        if every and step % every == 0:
             self._take_activations()
             if self.updates.has_snapshot:  # every update of this step, however many
                 self._sample["ratios"], self._sample["unchanged"] = self.updates.ratios()
@@ -230,17 +242,18 @@ class Watch:
         stepped, self._stepped = self._stepped, False
         lr = self._lr_used if self._lr_used is not None else _lr(self.optimizer)
         self._lr_used = None
-        self.recorder.record_step(loss if isinstance(loss, (torch.Tensor, float, int)) else None,
-                                  lr, stepped)
-        self.step_index += 1
+        if loss is not None and not isinstance(loss, (torch.Tensor, float, int)):
+            loss = None
+        self.recorder.record_step(loss, lr, stepped)
+        self.step_index = step + 1
         # a NaN loss makes NaN gradients, which the step pre-hook already checked; only a step
         # without an optimizer step needs its loss read now (the flush judges every loss anyway)
-        if loss is not None and step % self.sync_every == 0 and not stepped:
+        if loss is not None and not stepped and step % self.sync_every == 0:
             self._check_loss(loss, step, stepped)
-        self._arm_if_sample()
-        if self.step_index % self.cfg.log_every == 0:
+        if every and (step + 1) % every == 0:
+            self.activations.arm()
+        if (step + 1) % self.cfg.log_every == 0:
             self._flush()
-        self.seconds += time.perf_counter() - t0
 
     def _check_loss(self, loss: Any, step: int, stepped: bool = True) -> None:
         if self._tripped or (self.scaler is not None and not stepped):
@@ -252,7 +265,7 @@ class Watch:
             self._trip(step, "loss")
 
     def _arm_if_sample(self) -> None:
-        if self.sampling and self.step_index % self.cfg.sample_every == 0:
+        if self._sample_every and self.step_index % self._sample_every == 0:
             self.activations.arm()
 
     def _take_activations(self) -> None:
@@ -302,7 +315,8 @@ class Watch:
         where, detail = "", ("the replayed forward was finite, so the loss or the backward "
                              "produced it (pass replay_loss= to locate it in backward)")
         try:
-            producer = replay(self.model, self._captured, self.replay_loss, self.replay_shared)
+            cap = Captured(*self._captured) if self._captured is not None else None
+            producer = replay(self.model, cap, self.replay_loss, self.replay_shared)
         except Exception as exc:  # noqa: BLE001 - the replay must never break the user's run
             producer, detail = None, f"the replay to locate it failed: {exc}"
         if producer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from nndiag.watch.timeline import Event
@@ -22,15 +23,18 @@ class WatchWarning(UserWarning):
     """A watch verdict at the ``warn`` level, issued as it happens."""
 
 
-class WatchHook:
+class WatchHook(functools.partial):
     """A hook callable that deep copies as itself, so copying the watched model (the NaN replay, a
-    user's EMA copy) does not copy the whole watch; the replay then detaches it from the copy."""
+    user's EMA copy) does not copy the whole watch; the replay then detaches it from the copy.
+    A ``functools.partial`` so that torch calls the watch's method without an extra Python frame
+    (the hooks run every step)."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
+    __slots__ = ()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The wrapped function."""
+        return self.func
 
     def __deepcopy__(self, memo: dict) -> "WatchHook":
         return self

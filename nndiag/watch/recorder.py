@@ -1,8 +1,10 @@
 """The every-step measurements, kept on the device: loss and one gradient norm per parameter.
 
-Per step this costs one fused ``torch._foreach_norm`` over the gradients and one ``torch.stack``;
-nothing is copied to the host until :meth:`Recorder.flush`, once per log interval. The per-parameter
-L2 norms serve twice: their sum is finite exactly when every gradient is finite (L2 of finite fp32
+A step with full norms costs one fused ``torch._foreach_norm`` over the gradients and one
+``torch.stack``; the other steps check only the small parameters' gradients (three tensor ops,
+:meth:`Recorder.sentinel_finite`). Nothing is copied to the host until :meth:`Recorder.flush`, once
+per log interval, except the one finiteness flag that the step clock reads. The per-parameter L2
+norms serve twice: their sum is finite exactly when every gradient is finite (L2 of finite fp32
 values overflows only above ~1e19 per element, which the exact check on a trip tells apart), and
 they give the global and per-layer gradient norms.
 """
@@ -22,6 +24,7 @@ def layer_of(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
+HOST_NORMS = 2048  # up to this many per-parameter norms per flush, per-layer sums on the host
 UNMEASURED = "unmeasured"  # a step whose full gradient norms were not taken (norm_every > 1)
 
 
@@ -34,7 +37,7 @@ class Recorder:
         self.layers = list(dict.fromkeys(layer_of(n) for n in self.names))
         index = {layer: i for i, layer in enumerate(self.layers)}
         self._layer_index = [index[layer_of(n)] for n in self.names]
-        self._onehot: torch.Tensor | None = None
+        self._index: torch.Tensor | None = None  # parameter -> layer, on the rows' device
         self._norms: list[torch.Tensor | None] = []  # one row per step (None: no optimizer step)
         self._pending: torch.Tensor | None = None  # the current step's row, until record_step
         self._losses: list[torch.Tensor | float] = []
@@ -43,11 +46,21 @@ class Recorder:
 
     def sentinel_finite(self, small: list[torch.nn.Parameter]) -> bool:
         """Whether the gradients of the small parameters (biases, norm scales) are finite: a NaN
-        made anywhere in backward flows upstream into them, at a fraction of a full pass's cost."""
-        grads = [p.grad for p in small if p.grad is not None]
+        made anywhere in backward flows upstream into them, at a fraction of a full pass's cost.
+
+        Three tensor ops whatever the number of parameters (concatenate, sum, read): NaN and Inf
+        survive a sum, and on the CPU every op after the backward costs microseconds. A sum that
+        overflows from finite values reads as not finite; the caller tells that apart exactly."""
+        grads = [g if g.dim() == 1 else g.reshape(-1) for g in (p.grad for p in small) if g is not None]
         if not grads:
             return True
-        return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()).item())
+        try:
+            flat = torch.cat(grads) if len(grads) > 1 else grads[0]
+        except RuntimeError:  # gradients on several devices: one sum per gradient
+            return all(math.isfinite(float(g.sum(dtype=torch.float32))) for g in grads)
+        # float16 sums overflow at 65504: accumulate those in float32
+        total = flat.sum(dtype=torch.float32) if flat.dtype == torch.float16 else flat.sum()
+        return math.isfinite(total.item())
 
     def grad_norms(self) -> torch.Tensor:
         """Per-parameter gradient L2 norms as one device vector (a missing grad counts as 0)."""
@@ -95,38 +108,65 @@ class Recorder:
         norms, losses = self._norms[:n], self._losses[:n]
         del self._norms[:n], self._losses[:n]
         tensors = [x for x in losses if isinstance(x, torch.Tensor)]
-        values = iter(torch.stack([t.reshape(()).float() for t in tensors]).tolist()) if tensors \
-            else iter(())
+        values = iter(_as_floats(tensors))
         timeline.loss.extend(next(values) if isinstance(x, torch.Tensor) else x for x in losses)
         timeline.has_loss.extend(self._has_loss[:n])
         del self._has_loss[:n]
         timeline.lr.extend(self._lrs[:n])
         del self._lrs[:n]
         rows = [r for r in norms if isinstance(r, torch.Tensor)]
-        per_layer: list[list[float]] = []
-        glob: list[float] = []
-        if rows:
-            mat = torch.stack([r.to(rows[0].device) for r in rows]).double()
-            sq = mat.pow(2)
-            if self._onehot is None or self._onehot.device != sq.device:
-                self._onehot = torch.zeros(len(self.names), len(self.layers), dtype=torch.float64,
-                                           device=sq.device)
-                self._onehot[torch.arange(len(self.names)), torch.tensor(self._layer_index)] = 1.0
-            per_layer = (sq @ self._onehot).sqrt().tolist()
-            glob = sq.sum(1).sqrt().tolist()
-        it_layer, it_glob = iter(per_layer), iter(glob)
-        for r in norms:
-            timeline.skipped.append(r is None)
-            timeline.measured.append(isinstance(r, torch.Tensor))
-            if not isinstance(r, torch.Tensor):
-                timeline.grad_norm.append(NAN)
-                for layer in self.layers:
-                    timeline.layer_grad.setdefault(layer, []).append(NAN)
-                continue
-            timeline.grad_norm.append(next(it_glob))
-            for layer, v in zip(self.layers, next(it_layer)):
-                timeline.layer_grad.setdefault(layer, []).append(v)
+        per_layer, glob = self._layer_norms(rows) if rows else ([], [])
+        measured = [isinstance(r, torch.Tensor) for r in norms]
+        timeline.skipped.extend(r is None for r in norms)
+        timeline.measured.extend(measured)
+        it_glob = iter(glob)
+        timeline.grad_norm.extend(next(it_glob) if m else NAN for m in measured)
+        # column by column: one extend per layer, not one append per layer and step
+        blank = [NAN] * len(self.layers)
+        it_layer = iter(per_layer)
+        columns = zip(*[next(it_layer) if m else blank for m in measured])
+        for layer, column in zip(self.layers, columns):
+            timeline.layer_grad.setdefault(layer, []).extend(column)
         return n
+
+    def _layer_norms(self, rows: list[torch.Tensor]) -> tuple[list[list[float]], list[float]]:
+        """(per-layer norms per row, global norm per row) from rows of per-parameter norms. A few
+        rows of a few parameters are summed on the host after one read (a dozen tensor ops cost
+        more than the loop); larger ones with one matrix product on the rows' device."""
+        device = rows[0].device
+        same = all(r.device == device for r in rows)
+        mat = torch.stack(rows if same else [r.to(device) for r in rows])
+        if mat.numel() <= HOST_NORMS:
+            index, k = self._layer_index, len(self.layers)
+            per_layer, glob = [], []
+            for row in mat.tolist():  # float32 -> Python float is exact; squares in float64
+                acc = [0.0] * k
+                for i, v in zip(index, row):
+                    acc[i] += v * v
+                per_layer.append([math.sqrt(a) for a in acc])
+                glob.append(math.sqrt(sum(acc)))
+            return per_layer, glob
+        sq = mat.double().pow(2)
+        if self._index is None or self._index.device != sq.device:
+            self._index = torch.tensor(self._layer_index, device=sq.device)
+        # index_add, not a one-hot matrix product: a NaN stays in its own layer (NaN * 0 is NaN)
+        per_layer = torch.zeros(len(rows), len(self.layers), dtype=torch.float64, device=sq.device)
+        per_layer.index_add_(1, self._index, sq)
+        return per_layer.sqrt().tolist(), sq.sum(1).sqrt().tolist()
+
+
+def _as_floats(tensors: list[torch.Tensor]) -> list[float]:
+    """The one-element tensors as floats, with one stack and one host read when they agree in
+    shape, dtype and device (the usual case: one scalar loss per step)."""
+    if not tensors:
+        return []
+    try:
+        flat = torch.stack(tensors)
+        if flat.numel() == len(tensors):  # float16/bfloat16/float64 -> Python float is exact
+            return (flat if flat.dim() == 1 else flat.reshape(-1)).tolist()
+    except RuntimeError:  # losses of mixed shapes or devices: one at a time
+        pass
+    return [float(t.reshape(())) for t in tensors]  # a loss of several values raises here, clearly
 
 
 def finite_number(x: float) -> bool:
