@@ -132,7 +132,7 @@ class ParamsProbe(Probe):
             out.fail("Every parameter is frozen (requires_grad=False): training would change nothing. "
                      "Unfreeze the layers you mean to train.", where="<model>", value=0, metric="trainable")
         else:
-            self._frozen_fact(out, layers, frozen)
+            self._frozen_fact(out, layers, frozen, self._frozen_random(ctx, model))
         self._check_expected(out, "total", total, self.config.expected_total)
         self._check_expected(out, "trainable", trainable, self.config.expected_trainable)
         shared = sum(len(l.shared_with) > 0 for l in layers)
@@ -140,7 +140,30 @@ class ParamsProbe(Probe):
                        f"{len(layers)} layers" + (f"; {shared} layer(s) share weights, counted once" if shared else ""))
 
     @staticmethod
-    def _frozen_fact(out: Outcome, layers: list[LayerCount], frozen: int) -> None:
+    def _frozen_random(ctx: ProbeContext, model: torch.nn.Module) -> bool | None:
+        """Whether every frozen weight (2 or more dims) is a fresh random draw: it changes when the model is
+        built under another seed (never loaded from a checkpoint or a fixed table). None when
+        nothing is frozen or the second build fails.
+
+        A fact, not a verdict: on the zoo both a frozen random embedding table (a bug:
+        ``from_pretrained`` freezes by default) and a frozen randomly initialised ResNet backbone
+        (the transfer-learning recipe without the download) are random (docs/probes/params.md).
+        """
+        # Weight matrices and kernels only: biases and normalisation scales start at fixed
+        # constants (0, 1), which no seed changes.
+        frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad and p.dim() >= 2}
+        if not frozen:
+            return None
+        try:
+            other = dict(ctx.bench.fresh_model(seed=ctx.seed + 1).named_parameters())
+        except Exception:  # noqa: BLE001 - a model that cannot be built twice: no fact
+            return None
+        return all(n in other and other[n].shape == p.shape and not torch.equal(other[n], p)
+                   for n, p in frozen.items())
+
+    @staticmethod
+    def _frozen_fact(out: Outcome, layers: list[LayerCount], frozen: int,
+                     random: bool | None = None) -> None:
         """Frozen layers among trainable ones: one fact, not a warning per layer.
 
         A frozen backbone with a new head is how fine-tuning is done; nothing in the parameter
@@ -152,9 +175,15 @@ class ParamsProbe(Probe):
             return
         shown = ", ".join(l.path for l in frozen_layers[:6])
         more = f" and {len(frozen_layers) - 6} more" if len(frozen_layers) > 6 else ""
+        if random is not None:
+            out.metric("frozen_random", random)
+        drawn = (" Their values are random draws (they change with the seed): nothing was loaded "
+                 "into them, so they stay at their initialisation; if they were meant to hold "
+                 "pretrained weights, load them (or pass freeze=False to from_pretrained)."
+                 if random else "")
         out.finding("pass", f"{len(frozen_layers)} layer(s) are frozen ({frozen:,} parameters, "
                     f"requires_grad=False) while others train: {shown}{more}. Fine for a "
-                    "deliberately frozen backbone; otherwise set requires_grad=True.",
+                    "deliberately frozen backbone; otherwise set requires_grad=True." + drawn,
                     where=frozen_layers[0].path, value=frozen, metric="frozen")
 
     @staticmethod

@@ -36,6 +36,7 @@ from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
 from nndiag.probes.overfit.criteria import (Classification, constant_baseline, detect_classification,
                                             detect_floor, floor_is_known)
+from nndiag.probes.overfit.dropout import check_dropout
 from nndiag.probes.overfit.fitting import (CONFIRM_SEED_OFFSET, FitRun, SharedFit, confirm_fit_run,
                                            shared_fit_run)
 from nndiag.probes.overfit.report import report
@@ -101,6 +102,12 @@ class OverfitConfig:
                                 "(dropout off)")
     loss_floor: float | None = threshold(None, "detected (label smoothing, soft BCE targets) or 0",
                                          "the lowest loss reachable; set it for losses with a floor")
+    min_dropout_retention: float = threshold(
+        0.45, "measured on the zoo (docs/probes/overfit.md): with dropout off the model fits the "
+        "batch; switched on alone, healthy dropout layers keep 0.65-0.99 of the fitted accuracy "
+        "gap, nn.Dropout(0.9) (p meant as keep probability) 0.22-0.30", "a classifier that "
+        "did not fit, fits with dropout off, and keeps less than this share of its batch accuracy "
+        "(above chance) through one dropout layer: fail, naming the layer")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
                                  "skip the probe, stating why (e.g. a GAN with two optimizers)")
 
@@ -154,7 +161,11 @@ class OverfitProbe(Probe):
                          "weights. Fragile, not broken; a better initialisation or a smaller "
                          "learning rate makes it robust.")
             out.metric("confirmation_failed", second is not None)
-        report(out, fit.run, cfg)
+        dropout = None
+        if _undecided(fit.run, cfg):
+            # Learning but not fitted: is dropout what stops it? (a second fit with dropout off)
+            dropout = check_dropout(ctx, cfg, fit.run)
+        report(out, fit.run, cfg, dropout)
 
 
 def _fails(run, cfg) -> bool:
@@ -163,6 +174,14 @@ def _fails(run, cfg) -> bool:
     if run is None or run.fitted_by or not run.curve or not math.isfinite(run.curve[-1]):
         return False
     return decide(run, measures(run, cfg), cfg).startswith("fail")
+
+
+def _undecided(run, cfg) -> bool:
+    """True when a finite run of the whole budget did not fit and would be judged 'skip'."""
+    if run is None or run.fitted_by or run.cut_by_time or not run.curve or \
+            not math.isfinite(run.curve[-1]):
+        return False
+    return decide(run, measures(run, cfg), cfg) == "skip"
 
 
 @hookimpl

@@ -65,12 +65,8 @@ def shared_fit_run(ctx: ProbeContext, cfg: OverfitConfig) -> SharedFit:
     configured LR does over hundreds of steps: a blow-up after 40-180 steps)."""
     def compute() -> SharedFit:
         bench = ctx.bench
-        s = bench.subject
-        batch, note = _the_batch(bench.first_batch(), int(cfg.samples))
-        nndiag_step = s.train_step is None and s.training_step is None and s.loss_fn is not None
-        targets = split_batch(batch, s.data_source)[1] if nndiag_step else _targets_or_none(batch)
-        n = batch_size(targets) if isinstance(targets, torch.Tensor) and targets.dim() > 0 \
-            else batch_size(batch)
+        note = _the_batch(bench.first_batch(), int(cfg.samples))[1]
+        batch, targets, n, nndiag_step = fit_inputs(ctx, cfg)
         if n < int(cfg.min_samples):
             return SharedFit(None, n, note)
         model = bench.fresh_model()
@@ -90,20 +86,26 @@ def confirm_fit_run(ctx: ProbeContext, cfg: OverfitConfig) -> FitRun | None:
     """The same fit from a second initialisation (run seed + CONFIRM_SEED_OFFSET), on the same
     batch: a fail must not hang on one draw of the weights (or on the rounding noise a different
     thread count gives a chaotic run). None when the batch is too small to fit at all."""
-    bench = ctx.bench
-    s = bench.subject
-    batch, _ = _the_batch(bench.first_batch(), int(cfg.samples))
+    batch, targets, n, nndiag_step = fit_inputs(ctx, cfg)
+    if n < int(cfg.min_samples):
+        return None
+    seed = ctx.seed + CONFIRM_SEED_OFFSET
+    model = ctx.bench.fresh_model(seed=seed)
+    opt = ctx.bench.make_optimizer(model)
+    with fork_seeded(seed):
+        return fit_batch(cfg, ctx, model, opt, batch, targets, n, nndiag_step, observe=False)
+
+
+def fit_inputs(ctx: ProbeContext, cfg: OverfitConfig) -> tuple[Any, Any, int, bool]:
+    """What a fitting run trains on: (the batch, its targets or None, its sample count, whether
+    nndiag runs the step itself)."""
+    s = ctx.bench.subject
+    batch, _ = _the_batch(ctx.bench.first_batch(), int(cfg.samples))
     nndiag_step = s.train_step is None and s.training_step is None and s.loss_fn is not None
     targets = split_batch(batch, s.data_source)[1] if nndiag_step else _targets_or_none(batch)
     n = batch_size(targets) if isinstance(targets, torch.Tensor) and targets.dim() > 0 \
         else batch_size(batch)
-    if n < int(cfg.min_samples):
-        return None
-    seed = ctx.seed + CONFIRM_SEED_OFFSET
-    model = bench.fresh_model(seed=seed)
-    opt = bench.make_optimizer(model)
-    with fork_seeded(seed):
-        return fit_batch(cfg, ctx, model, opt, batch, targets, n, nndiag_step, observe=False)
+    return batch, targets, n, nndiag_step
 
 
 def fit_batch(cfg: OverfitConfig, ctx: ProbeContext, model, opt, batch, targets, n: int,
@@ -167,7 +169,7 @@ def fit_batch(cfg: OverfitConfig, ctx: ProbeContext, model, opt, batch, targets,
             break
     run.seconds = time.perf_counter() - start
     if run.scorer is not None and not nndiag_step and not run.fitted_by and math.isfinite(run.curve[-1]):
-        run.accs.append(_score_now(model, lambda m: bench.forward(m, batch), run.scorer)[1])
+        run.accs.append(score_now(model, lambda m: bench.forward(m, batch), run.scorer)[1])
     return run
 
 def fitted_now(cfg: OverfitConfig, ctx: ProbeContext, model, batch, run: FitRun, step: int, loss: float,
@@ -187,11 +189,11 @@ def fitted_now(cfg: OverfitConfig, ctx: ProbeContext, model, batch, run: FitRun,
             return ""
         forward = lambda m: bench.forward(m, batch)  # noqa: E731
         if right is None:  # the user's step: score by an extra forward, train mode first
-            ok, acc = _score_now(model, forward, run.scorer)
+            ok, acc = score_now(model, forward, run.scorer)
             run.accs.append(acc)
             if ok:
                 return "accuracy"
-        ok, _ = _score_now(model, forward, run.scorer, eval_mode=True)
+        ok, _ = score_now(model, forward, run.scorer, eval_mode=True)
         return "accuracy in eval mode" if ok else ""
     if run.floor_known or run.scorer is not None:
         return "loss" if below_target else ""
@@ -236,7 +238,7 @@ def _forward_or_none(bench: Any, model: torch.nn.Module, batch: Any) -> Any:
         return None
 
 
-def _score_now(model: torch.nn.Module, forward: Callable[[torch.nn.Module], Any], scorer: Classification,
+def score_now(model: torch.nn.Module, forward: Callable[[torch.nn.Module], Any], scorer: Classification,
                eval_mode: bool = False) -> tuple[bool, float]:
     """(all right, accuracy) of the model on the batch now, by one forward without a gradient;
     in eval mode (dropout off, BatchNorm on its running statistics) when asked, with every

@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from nndiag.probe import Outcome
+from nndiag.probes.overfit.dropout import DropoutCheck, describe
 from nndiag.probes.overfit.fitting import FitRun
 from nndiag.probes.overfit.verdict import decide, measures
 
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
     from nndiag.probes.overfit import OverfitConfig
 
 
-def report(out: Outcome, run: FitRun, cfg: OverfitConfig) -> None:
-    """Record the run in ``out``: its curves and metrics, and the pass, fail or skip with its text."""
+def report(out: Outcome, run: FitRun, cfg: OverfitConfig, dropout: DropoutCheck | None = None) -> None:
+    """Record the run in ``out``: its curves and metrics, and the pass, fail or skip with its text
+    (``dropout``: the dropout-off fit of a run that learned but did not fit, when one ran)."""
     curve, n = run.curve, run.n
     initial, final = curve[0], curve[-1]
     finite = [c for c in curve if math.isfinite(c)]
@@ -66,7 +68,29 @@ def report(out: Outcome, run: FitRun, cfg: OverfitConfig) -> None:
     for key, value in m.items():
         out.metric(key, value)
     verdict = decide(run, m, cfg)
+    if dropout is not None:
+        for key, value in describe(dropout).items():
+            out.metric(key, value)
+        worst = dropout.worst()
+        if verdict == "skip" and worst is not None and worst[3] < cfg.min_dropout_retention:
+            _dropout_fail(out, run, dropout, cfg)
+            out.summary = f"not fitted in train mode: {worst[0]} (Dropout p={worst[1]:g}) drops too much; {budget}"
+            return
     write_verdict(out, run, m, verdict, what, budget, cfg)
+
+
+def _dropout_fail(out: Outcome, run: FitRun, check: DropoutCheck, cfg: OverfitConfig) -> None:
+    name, p, acc, kept = check.worst()
+    keep = (f" nn.Dropout's p is the probability to drop a unit; TensorFlow's keep_prob is the "
+            f"probability to keep one: if {p:g} was meant as a keep probability, use "
+            f"nn.Dropout({1 - p:.2g}).") if p >= 0.5 else ""
+    out.fail(f"Dropout stops the model from fitting one fixed batch of {run.n} samples: with dropout "
+             f"on it did not fit within {run.max_steps} steps; from the same initialisation with "
+             f"every dropout layer off it fits in {check.off_steps} steps, and then {name} "
+             f"(Dropout p={p:g}) switched on alone leaves {acc:.0%} of the batch classified right "
+             f"(chance {run.scorer.chance:.0%}): it keeps {kept:.0%} of what the network learned, "
+             f"where healthy dropout layers keep over {cfg.min_dropout_retention:.0%}.{keep}",
+             where=name, value=kept, limit=cfg.min_dropout_retention, metric="dropout_retention")
 
 def write_verdict(out: Outcome, run: FitRun, m: dict, verdict: str, what: str, budget: str,
                   cfg: OverfitConfig) -> None:
