@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check a maintainer runs on a CUDA machine (issue 12; docs/gpu.md):
+# The GPU check a maintainer runs on a CUDA machine (docs/gpu.md):
 #
 #   benchmarks/gpu_check.sh [--device cuda|auto|cpu] [--quick] [--jobs N]
 #
