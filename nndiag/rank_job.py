@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from nndiag.errors import NndiagError, UsageError
-from nndiag.rank_merge import Outcome, merge_ranks, rank_list
+from nndiag.rank_merge import MISSING, Outcome, merge_ranks, rank_list
 from nndiag.report import Report
 
 TIMEOUT_ENV = "NNDIAG_RANK_TIMEOUT"
@@ -174,7 +174,7 @@ def gather(local: Report | str) -> tuple[list[Outcome], str]:
     for r, p in enumerate(payloads):
         if r != me:
             outcomes[r] = Report.from_dict(p) if isinstance(p, dict) else p
-    return outcomes, "did not report"
+    return outcomes, f"did not report, {MISSING}"
 
 
 _MISSING = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
@@ -185,14 +185,14 @@ def _without_gather(outcomes: list[Outcome], me: int, error: str, timeout: float
     the ranks that did come but could not be gathered say so."""
     late = f"did not reach the gather within {timeout:g} s ({TIMEOUT_ENV})"
     if me != 0:
-        return outcomes, f"could not be gathered: rank 0 did not complete the gather within {timeout:g} s"
+        return outcomes, (f"could not be gathered: rank 0 did not complete the gather within {timeout:g} s "
+                          "(a rank did not reach it; rank 0's report names it).")
     found = _MISSING.search(error)
     missing = {int(r) for r in re.findall(r"\d+", found.group(1))} if found else set(range(1, len(outcomes)))
     for r in range(1, len(outcomes)):
         if r not in missing:
-            outcomes[r] = (f"its report could not be gathered because {rank_list(missing)} "
-                           f"{late}")
-    return outcomes, late
+            outcomes[r] = f"its report could not be gathered because {rank_list(missing)} {late}"
+    return outcomes, f"{late}, {MISSING}"
 
 
 def _object_group() -> Any:

@@ -34,11 +34,15 @@ def rank_list(ranks: Iterable[int]) -> str:
     return f"{label} {', '.join(str(r) for r in found)}"
 
 
-def merge_ranks(outcomes: Sequence[Outcome], missing_reason: str = "did not report") -> Report:
+MISSING = ("so its verdicts are missing: it crashed, hung, or never called the check (every rank "
+           "must run it).")
+
+
+def merge_ranks(outcomes: Sequence[Outcome], missing_reason: str = f"did not report, {MISSING}") -> Report:
     """The job's report from ``outcomes[r]``, rank r's outcome (see :data:`Outcome`).
 
-    ``missing_reason`` ends the message of a rank that never reported (e.g. "did not reach the
-    gather within 600 s")."""
+    ``missing_reason`` follows the ranks' names in the message of the ranks that never reported
+    (e.g. "did not reach the gather within 600 s, so its verdicts are missing: ...")."""
     reports = {r: o for r, o in enumerate(outcomes) if isinstance(o, Report)}
     subjects: list[SubjectReport] = []
     for name in _subject_names(reports.values()):
@@ -53,9 +57,7 @@ def merge_ranks(outcomes: Sequence[Outcome], missing_reason: str = "did not repo
                                       f"{message}"))
     missing = [r for r, o in enumerate(outcomes) if o is None]
     if missing:
-        subjects.append(SubjectReport(rank_list(missing), load_error=(
-            f"{rank_list(missing)} {missing_reason}, so its verdicts are missing: it crashed, hung, "
-            "or never called the check (every rank must run it).")))
+        subjects.append(SubjectReport(rank_list(missing), load_error=f"{rank_list(missing)} {missing_reason}"))
     first = next(iter(reports.values()), None)
     meta: dict[str, Any] = dict(first.metadata) if first is not None else {}
     meta["world_size"] = len(outcomes)
