@@ -248,6 +248,18 @@ def test_a_nan_is_still_caught_with_the_flag_read_once_per_interval():
     assert nan[0].data["events"][0]["step"] == 13
 
 
+@gpu
+@pytest.mark.parametrize("path", ["reference_models/xor.py", "reference_models/mlp.py"])
+def test_nndiag_watch_trains_a_model_file_on_cuda(path):
+    """`nndiag watch FILE --device cuda`: the driver's model, batches and steps on the GPU."""
+    from click.testing import CliRunner
+
+    from nndiag.cli import main
+
+    r = CliRunner().invoke(main, ["watch", str(REPO / path), "--device", "cuda", "--steps", "60"])
+    assert r.exit_code == 0, r.output
+
+
 # ---- the user's optimizer state ----------------------------------------------------------------
 def _state_devices(opt) -> dict:
     return {(i, k): (v.device.type, v.clone()) for i, st in enumerate(opt.state.values())
