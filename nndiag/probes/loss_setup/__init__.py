@@ -36,6 +36,7 @@ from nndiag.activation_trace import activation_trace
 from nndiag.errors import SubjectError
 from nndiag.hookspecs import hookimpl
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
+from nndiag.probes.loss_setup.class_ids import check_class_ids
 from nndiag.probes.loss_setup.initial_loss import check_init_loss
 from nndiag.probes.loss_setup.measure import LossCall, measure_losses
 from nndiag.probes.loss_setup.pairing import (
@@ -46,6 +47,7 @@ from nndiag.probes.loss_setup.pairing import (
 )
 from nndiag.probes.loss_setup.rules import LOSS_INPUT, LOSS_NAMES, deep_op, last_op
 from nndiag.probes.loss_setup.summed import check_reduction
+from nndiag.probes.loss_setup.target_signal import check_target_signal
 
 __all__ = ["LOSS_INPUT", "LOSS_NAMES", "LossCall", "LossSetupConfig", "LossSetupProbe",
            "nndiag_register_probes"]
@@ -70,6 +72,22 @@ class LossSetupConfig:
         "6.4; healthy SGD recipes on a mean loss stay at or below 1.0, e.g. lr 0.1 momentum 0.9)",
         "with a loss summed over the batch and a plain SGD-type optimizer, fail when "
         "lr / (1 - momentum) x the batch scale reaches this")
+    label_signal_real: float = threshold(
+        10.0, "measured on the zoo: docs/probes/loss-setup.md (PROVISIONAL)",
+        "the batch's own labels count as belonging to their inputs when their 1-NN z-score "
+        "reaches this (only then are the ids reaching the loss judged)")
+    loss_target_signal_fail: float = threshold(
+        3.0, "measured on the zoo: docs/probes/loss-setup.md (PROVISIONAL)",
+        "fail when the class ids reaching the loss have a 1-NN z-score below this while the "
+        "batch's own labels reach label_signal_real")
+    class_ids_same: float = threshold(
+        0.5, "measured: docs/probes/loss-setup.md (PROVISIONAL)",
+        "integer regression targets count as class-like when at least this share of each "
+        "sample's 5 nearest inputs hold exactly its value")
+    class_ids_order_fail: float = threshold(
+        1.0, "measured: docs/probes/loss-setup.md (PROVISIONAL)",
+        "fail class-like integer regression targets when neighbours that differ differ by at "
+        "least this fraction of the mean difference of any two samples (no numeric order)")
     out_of_range_fail: float = threshold(
         0.01, "own choice: a target the output can never reach is a bug; 1% allows a few outliers",
         "fail when more than this fraction of regression targets lie outside the output's range")
@@ -132,6 +150,8 @@ class LossSetupProbe(Probe):
             check_targets(out, cfg, call, deep if deep is not None else last, same)
         out.data["losses"] = calls_info
         check_reduction(out, cfg, measured)
+        check_target_signal(out, cfg, measured, ctx.subject.data_source)
+        check_class_ids(out, cfg, measured, ctx.subject.data_source)
         if not wrong_dim:  # else the loss is off because of the softmax dimension, reported already
             check_init_loss(out, cfg, per_batch, trained)
         if measured.eval_fallback:

@@ -41,6 +41,7 @@ class LossMeasurement:
     optimizer_name: str | None
     step_size: float | None  # lr / (1 - momentum); None when the optimizer has no numeric lr
     eval_fallback: bool = False  # measured in eval mode: the model refused train mode
+    batches: list[Any] = field(default_factory=list)  # the probe batches the calls were made on
 
 
 def single_call(per_batch: list[list[LossCall]]) -> LossCall | None:
@@ -123,7 +124,7 @@ def _trace_batches(bench: Any, batches: list[Any], own_step: bool, train: bool) 
                         r.output = None
                 result.append(list(calls))
             recorder.clear()
-    return LossMeasurement(result, user_losses, optimizer_name, step_size)
+    return LossMeasurement(result, user_losses, optimizer_name, step_size, batches=list(batches))
 
 
 def loss_call(info: CallInfo) -> LossCall | None:
