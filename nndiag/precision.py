@@ -93,8 +93,11 @@ class Scalers:
 
     def get(self, optimizer: torch.optim.Optimizer, *, closure: bool = False) -> torch.amp.GradScaler | None:
         """``optimizer``'s scaler, made on first use; None when the check does not scale (not
-        fp16) or the optimizer needs a closure (LBFGS: its closure recomputes an unscaled loss)."""
-        if not self.precision.uses_scaler or closure:
+        fp16), the optimizer needs a closure (LBFGS: its closure recomputes an unscaled loss) or
+        holds float16 weights (a ``.half()`` model: GradScaler refuses to unscale float16
+        gradients, "Attempting to unscale FP16 gradients")."""
+        if not self.precision.uses_scaler or closure or any(
+                p.dtype == torch.float16 for g in optimizer.param_groups for p in g["params"]):
             return None
         if optimizer not in self._by_optimizer:
             self._by_optimizer[optimizer] = self.precision.new_scaler()

@@ -216,3 +216,18 @@ def test_fp16_check_of_a_healthy_model_passes_without_nan_findings(recording):
                           probes=["nan", "gradients", "updates", "overfit"])
     statuses = {r.probe: r.status.value for r in report.subjects[0].results}
     assert statuses["nan"] == "pass" and "error" not in statuses.values(), statuses
+
+
+def test_a_half_model_under_fp16_gets_no_scaler_and_no_crash():
+    """GradScaler refuses to unscale float16 gradients ("Attempting to unscale FP16 gradients"):
+    a .half() model's steps run unscaled, as its own loop would have to."""
+    half_batch = (BATCH[0].half(), BATCH[1].half())
+    subject = Subject("t", model_factory=lambda: Big().half(), batches=lambda: [half_batch],
+                      loss_fn=lambda out, y: ((out - y) ** 2).mean())
+    bench = Workbench(subject, seed=0, precision=resolve_precision("fp16", "cpu"))
+    model = bench.fresh_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = bench.step(model, opt, half_batch)
+    assert bench.scalers.get(opt) is None and not result.skipped
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
