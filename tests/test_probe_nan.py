@@ -61,9 +61,10 @@ def test_nan_alone_without_the_long_watch_sees_its_own_pass_only(seed):
     report = nndiag.check(probes=["nan"], seed=seed, settings={"nan": {"watch_steps": 20}},
                           **slow_divergence(seed))
     nan = report.subjects[0].result("nan")
-    assert nan.status is Status.PASS
     assert nan.metrics["first_nonfinite_step"] is None
     assert nan.metrics["steps_run"] == 20
+    # no NaN yet, but the diverging loss already climbs far above its start: a spike warning
+    assert nan.status is Status.WARN and nan.findings[0].metric == "loss_spike"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -163,3 +164,52 @@ def test_healthy_overfit_run_adds_no_nan_finding():
     report = nndiag.check(probes=["nan", "overfit"], model=lambda: nn.Linear(4, 1), batch=(x, y),
                           loss_fn=nn.MSELoss())
     assert report.subjects[0].result("nan").status is Status.PASS
+
+
+def spiky_regression(lr: float):
+    """A small ReLU regression under Adam: at lr 1.0 the loss jumps ~100x its start at step 2 and
+    stays finite (an LR at the edge of divergence); at lr 0.01 it falls smoothly."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    return dict(model=lambda: nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1)),
+                batch=(x, y), loss_fn=nn.MSELoss(), optimizer=lambda p: torch.optim.Adam(p, lr=lr))
+
+
+def naive_spike(losses):
+    """Largest rise above the best loss so far (one batch), over the initial loss."""
+    return max(0.0, *(losses[t] - min(losses[:t]) for t in range(1, len(losses)))) / losses[0]
+
+
+def test_loss_spike_against_a_hand_computed_curve():
+    from nndiag.probes.nan_watch import loss_spike
+
+    # two batches alternating: batch 1 is always harder, which is no spike
+    assert loss_spike([4.0, 8.0, 3.0, 7.0, 2.0, 6.0], 2) == (0.0, 0)
+    # batch 0 rises from its best 3.0 to 11.0 at step 4: 8 / 4 = 2x the initial loss
+    assert loss_spike([4.0, 8.0, 3.0, 7.0, 11.0, 6.0], 2) == (2.0, 4)
+    assert loss_spike([-1.0, -2.0, -3.0], 1) is None  # a loss that starts negative: not judged
+    assert loss_spike([1.0, float("nan")], 1) is None
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("lr,status", [(1.0, Status.WARN), (0.01, Status.PASS)])
+def test_loss_spike_in_the_watched_run(lr, status, seed):
+    kw = spiky_regression(lr)
+    nan = nndiag.check(probes=["nan"], seed=seed, **kw).subjects[0].result("nan")
+    torch.manual_seed(seed)
+    model = kw["model"]()
+    opt = kw["optimizer"](model.parameters())
+    x, y = kw["batch"]
+    losses = []
+    for _ in range(nan.metrics["steps_run"]):
+        opt.zero_grad()
+        loss = kw["loss_fn"](model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert nan.data["loss_curve"] == pytest.approx(losses, rel=1e-4)
+    assert nan.metrics["loss_spike"] == pytest.approx(naive_spike(losses), rel=1e-4, abs=1e-6)
+    assert nan.status is status
+    if status is Status.WARN:
+        assert nan.findings[0].metric == "loss_spike" and nan.metrics["loss_spike"] > 10

@@ -20,7 +20,7 @@ from nndiag.hookspecs import hookimpl
 from nndiag.nan_locator import locate
 from nndiag.passes import TRAINING_SAMPLES
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
-from nndiag.probes.nan_watch import long_watch, step_flops, watch_steps
+from nndiag.probes.nan_watch import long_watch, loss_spike, step_flops, watch_steps
 from nndiag.training_trace import NonFinite, shared_training_trace
 
 # Gradient statistics kept by the shared pass; the gradients probe reads these steps.
@@ -44,6 +44,11 @@ class NanConfig:
         2e10, "nndiag choice (docs/probes/nan.md): about a second of one CPU core; the reference "
         "MNIST MLP costs 3.8e7 FLOPs a step (300 steps: 1.1e10)", "most counted FLOPs the long "
         "watch may spend; a costlier model gets fewer steps, decided by its FLOPs, never a clock")
+    max_loss_spike: float = threshold(
+        10.0, "measured on the zoo (docs/probes/nan.md): healthy runs rise at most 1.3x their "
+        "initial loss above the best loss reached on the same batch; runs at an LR past the "
+        "stability limit 1e6x and more", "warn when the watched loss rises more than this many "
+        "times its initial value above its best so far, and stays finite")
 
 
 # What usually makes each op produce NaN/Inf from finite inputs, and the fix.
@@ -102,6 +107,7 @@ class NanProbe(Probe):
         if event is None:
             out.metric("first_nonfinite_step", None)
             out.summary = f"no NaN/Inf in {trace.steps_run} training steps"
+            self._spike(ctx, out, trace.losses)
             return
         out.metric("first_nonfinite_step", event.step)
         if event.stage in ("inputs", "targets"):
@@ -123,6 +129,23 @@ class NanProbe(Probe):
                                   source=f"the nan probe's {out.metrics['watch_steps']}-step watch")
             return
         self._report_producer(ctx, out, event)
+
+    def _spike(self, ctx: ProbeContext, out: Outcome, losses: list[float]) -> None:
+        """Loss spikes in the watched run: the largest rise above the best loss reached on the
+        same batch, as a multiple of the initial loss (docs/probes/nan.md)."""
+        spike = loss_spike(list(losses), len(ctx.bench.probe_batches(TRAINING_SAMPLES)))
+        if spike is None:
+            return
+        rise, step = spike
+        out.metric("loss_spike", rise)
+        out.metric("loss_spike_step", step)
+        limit = float(self.config.max_loss_spike)
+        if rise > limit:
+            out.warn(f"The loss spiked at step {step} of the {len(losses)} watched steps: it rose "
+                     f"{rise:.3g}x its initial value ({losses[0]:.3g}) above the best it had reached "
+                     f"on the same batch, though it stayed finite. A learning rate at the edge of "
+                     "divergence does this (see lr-range); lower it or clip gradients.",
+                     where="loss", value=rise, limit=limit, metric="loss_spike")
 
     def _long_watch(self, ctx: ProbeContext, out: Outcome, trace):
         """The shared pass continued to ``watch_steps`` for models within ``watch_flops``: the

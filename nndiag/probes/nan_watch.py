@@ -74,3 +74,22 @@ def long_watch(bench: Any, steps: int) -> TrainingTrace:
     seed, so that the nan locator's replay (also under the run seed) reproduces it."""
     with fork_seeded(bench.seed):
         return run_training_trace(bench, steps, 0, TRAINING_SAMPLES)
+
+
+def loss_spike(losses: list[float], period: int) -> tuple[float, int] | None:
+    """The largest rise of the loss above the best value it had reached on the same batch before
+    (the run cycles over ``period`` batches: step t uses batch t mod period), as a multiple of the
+    initial loss, and the step (from 0) where it happened. None for a run too short to tell or a
+    loss that does not start positive (an ELBO, a negative log-likelihood can)."""
+    finite = [x for x in losses if x == x and abs(x) != float("inf")]
+    if len(finite) < len(losses) or len(losses) <= period or losses[0] <= 0:
+        return None
+    period = max(1, period)
+    best: dict[int, float] = {}
+    rise, at = 0.0, 0
+    for t, x in enumerate(losses):
+        k = t % period
+        if k in best and x - best[k] > rise:
+            rise, at = x - best[k], t
+        best[k] = min(best.get(k, x), x)
+    return rise / losses[0], at
