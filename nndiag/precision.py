@@ -72,8 +72,10 @@ class Precision:
     def explain(self, error: SubjectError, exc: BaseException) -> SubjectError:
         """``error`` with its hint replaced by one on fp16 CPU kernels, for a RuntimeError raised under
         fp16 autocast on CPU: some CPU kernels have no float16 version (nn.LSTM's oneDNN kernel
-        raises 'could not create a primitive descriptor', measured with torch 2.14)."""
-        if self.mode != "fp16" or self.device_type != "cpu" or not isinstance(exc, RuntimeError):
+        raises 'could not create a primitive descriptor', measured with torch 2.14; others say
+        "not implemented for 'Half'")."""
+        if self.mode != "fp16" or self.device_type != "cpu" or not isinstance(exc, RuntimeError) \
+                or not any(mark in str(exc) for mark in _NO_HALF_KERNEL):
             return error
         return SubjectError(error.message, hint="This ran under --autocast fp16 on CPU, where some "
                             "kernels (nn.LSTM's) have no float16 version: use --autocast bf16 on CPU "
@@ -81,6 +83,8 @@ class Precision:
 
 
 OFF = Precision()
+# What torch's CPU errors say when a kernel has no float16 version.
+_NO_HALF_KERNEL = ("primitive descriptor", "not implemented for 'Half'")
 
 
 class Scalers:

@@ -364,7 +364,7 @@ class Workbench:
         except (SubjectError, StopIteration):
             raise
         except (SystemExit, ProcessExit, Exception) as exc:  # noqa: BLE001 - user code may raise anything
-            raise call_error(exc, what, self.subject) from exc
+            raise self.precision.explain(call_error(exc, what, self.subject), exc) from exc
 
     @property
     def uses_train_step(self) -> bool:

@@ -142,6 +142,17 @@ def test_fp16_on_cpu_names_the_kernels_it_lacks(tmp_path):
     if result.exit_code == 0:
         pytest.skip("this torch has an fp16 LSTM kernel on CPU")
     assert "use --autocast bf16 on CPU" in result.output, result.output
+    # the same through the user's training_step (the error comes out of their call, not forward)
+    own = tmp_path / "lstm_own_step.py"
+    own.write_text(path.read_text().replace("loss_fn = nn.CrossEntropyLoss()", textwrap.dedent("""
+        def training_step(model, batch):
+            x, y = batch
+            return nn.functional.cross_entropy(model(x), y)
+    """)))
+    result = CliRunner().invoke(main, ["check", str(own), "--autocast", "fp16", "--probe", "updates"])
+    assert "training_step" in result.output and "use --autocast bf16 on CPU" in result.output, result.output
+    # bf16 has the kernel: the same file checks
+    assert CliRunner().invoke(main, ["check", str(own), "--autocast", "bf16", "--probe", "updates"]).exit_code == 0
 
 
 # ---- the fp16 step: GradScaler ------------------------------------------------------------------
