@@ -190,7 +190,11 @@ def run_cli_isolated(args: list[str]) -> int:
     if chosen and chosen[-1] == rc:
         return rc
     stages = [line[len("stage "):] for line in lines if line.startswith("stage ")]
-    sys.stderr.write("nndiag: error: " + early_exit_message(rc, stages[-1] if stages else "") + "\n")
+    from nndiag.ranks import launched_by_torchrun
+
+    # one rank of a torchrun job: say which (its end stops the job, docs/distributed.md)
+    where = f"on rank {os.environ['RANK']}: " if launched_by_torchrun() else ""
+    sys.stderr.write("nndiag: error: " + where + early_exit_message(rc, stages[-1] if stages else "") + "\n")
     sys.stderr.flush()
     return 2
 

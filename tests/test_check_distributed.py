@@ -248,6 +248,18 @@ def test_metadata_line_and_a_bad_timeout(monkeypatch):
     assert rank_job.gather_timeout() == 2.5
 
 
+def test_a_rank_whose_check_process_ends_early_is_named(monkeypatch, capfd):
+    # Under torchrun a rank whose check process dies ends the whole job (torchrun stops every
+    # rank); its message must say which rank it was. `--version` exits without a status: the same
+    # path as a model file killed by a signal, without starting a process group.
+    from nndiag.isolation import run_cli_isolated
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_cli_isolated(["--version"]) == 2
+    assert "nndiag: error: on rank 1: the model file ended the process early" in capfd.readouterr().err
+
+
 # ---- one real torchrun launch ------------------------------------------------------------------
 def test_torchrun_runs_the_cli_on_every_rank_and_rank_0_reports(tmp_path):
     report = tmp_path / "report.json"
