@@ -62,6 +62,8 @@ REVIEWED = {
         "indices computed on the CPU (the same features on every device), then moved",
     ("runner.py", "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"):
         "warms torch.optim up once per process; never meets the user's tensors",
+    ("precision.py", "float(torch.tensor(eps, dtype=torch.float16))"):
+        "a CPU scalar rounded to float16 and read back at once (Adam's eps test): never meets the data",
     # the in-training watch (nndiag/watch/, not this file's owners; see docs/gpu.md)
     ("watch/recorder.py", "torch.tensor(self._layer_index)"):
         "CPU indices into the device one-hot matrix: torch moves index tensors to the indexed device",

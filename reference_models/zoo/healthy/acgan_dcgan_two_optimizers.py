@@ -100,11 +100,12 @@ def train_step(model, optimizer, batch):
     optimizer_G, optimizer_D = _get_optimizers(model)
     imgs, labels = batch
     b = imgs.size(0)
-    valid, fake = torch.ones(b), torch.zeros(b)
+    dev = imgs.device  # the labels and the noise follow the batch (CPU or GPU)
+    valid, fake = torch.ones(b, device=dev), torch.zeros(b, device=dev)
     # Train generator
     optimizer_G.zero_grad()
-    z = torch.randn(b, NZ)
-    gen_labels = torch.randint(0, N_CLASSES, (b,))
+    z = torch.randn(b, NZ).to(dev)
+    gen_labels = torch.randint(0, N_CLASSES, (b,)).to(dev)
     gen_imgs = model.generator(z, gen_labels)
     validity, pred_label = model.discriminator(gen_imgs)
     g_loss = 0.5 * (adversarial_loss(validity, valid) + auxiliary_loss(pred_label, gen_labels))

@@ -64,22 +64,23 @@ def build_optimizer(params):
 def train_step(model, optimizer, batch):
     real, labels = batch
     b = real.size(0)
-    gen_labels = torch.randint(0, N_CLASSES, (b,))
-    fake = model.generate(torch.randn(b, NZ), gen_labels)
+    dev = real.device  # the labels and the noise follow the batch (CPU or GPU)
+    gen_labels = torch.randint(0, N_CLASSES, (b,)).to(dev)
+    fake = model.generate(torch.randn(b, NZ).to(dev), gen_labels)
     # D step
     set_requires_grad(model.D, True)
     optimizer.zero_grad()
     adv_r, aux_r = model.D(real)
     adv_f, aux_f = model.D(fake.detach())
-    loss_d = 0.5 * (bce(adv_r, torch.ones(b)) + ce(aux_r, labels)
-                    + bce(adv_f, torch.zeros(b)) + ce(aux_f, gen_labels)) / 2
+    loss_d = 0.5 * (bce(adv_r, torch.ones(b, device=dev)) + ce(aux_r, labels)
+                    + bce(adv_f, torch.zeros(b, device=dev)) + ce(aux_f, gen_labels)) / 2
     loss_d.backward()
     optimizer.step()
     # G step, D frozen
     set_requires_grad(model.D, False)
     optimizer.zero_grad()
     adv_g, aux_g = model.D(fake)
-    loss_g = 0.5 * (bce(adv_g, torch.ones(b)) + ce(aux_g, gen_labels))
+    loss_g = 0.5 * (bce(adv_g, torch.ones(b, device=dev)) + ce(aux_g, gen_labels))
     loss_g.backward()
     optimizer.step()
     set_requires_grad(model.D, True)
