@@ -4,6 +4,7 @@ a loss that goes non-finite at step 42 of the overfit run is a ``nan`` finding, 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,3 +214,30 @@ def test_loss_spike_in_the_watched_run(lr, status, seed):
     assert nan.status is status
     if status is Status.WARN:
         assert nan.findings[0].metric == "loss_spike" and nan.metrics["loss_spike"] > 10
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_zoo_hand_written_bce_is_caught_by_the_long_watch(seed):
+    import importlib
+
+    mod = importlib.import_module("reference_models.zoo.bugs.blobs_logreg_bce")
+    batches = mod.dataloader()[:4]  # the probe batches: the first 256 samples
+    torch.manual_seed(seed)
+    model = mod.build_model()
+    opt = mod.build_optimizer(model.parameters())
+    expected = None
+    for step in range(300):
+        x, y = batches[step % 4]
+        opt.zero_grad()
+        loss = mod.loss_fn(model(x), y)
+        if not math.isfinite(loss.item()):
+            expected = step
+            break
+        loss.backward()
+        opt.step()
+    assert expected is not None and expected >= 20
+    path = Path(mod.__file__)
+    nan = nndiag.check(path, probes=["nan"], seed=seed).subjects[0].result("nan")
+    assert nan.status is Status.FAIL
+    assert nan.metrics["first_nonfinite_step"] == expected
+    assert nan.metrics["producer_op"] == "torch.log"
