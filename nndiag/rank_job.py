@@ -67,7 +67,9 @@ def join_launched_job(device: str | None = None) -> bool:
     backend = "gloo"
     if device in ("cuda", "auto") and torch.cuda.is_available():
         backend = "cpu:gloo,cuda:nccl"  # the probes on the GPU, the gather on the CPU
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # one GPU per local rank; ranks share GPUs when there are fewer (nndiag itself runs no
+        # collective on them, so NCCL's one-rank-per-GPU rule is never reached)
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=gather_timeout()))
     except (RuntimeError, ValueError) as exc:  # DistStoreError, a bad MASTER_ADDR/PORT, ...

@@ -248,6 +248,32 @@ def test_metadata_line_and_a_bad_timeout(monkeypatch):
     assert rank_job.gather_timeout() == 2.5
 
 
+def test_on_cuda_the_launched_group_is_gloo_and_nccl_with_a_gpu_per_local_rank(monkeypatch):
+    # No GPU here: the choice is checked with torch's CUDA and init calls recorded, not run.
+    import torch
+    import torch.distributed as dist
+
+    from nndiag import rank_job
+
+    calls = []
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: calls.append((backend, timeout)))
+    monkeypatch.setattr(rank_job, "_state", {"broken": False, "gloo": None, "saved_init": None})
+    assert rank_job.join_launched_job("cuda")
+    from datetime import timedelta
+
+    assert calls == [("set_device", 1), ("cpu:gloo,cuda:nccl", timedelta(seconds=600))]
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # nndiag's group now exists
+    dist.init_process_group("gloo")  # a model file's own call at import: does nothing
+    assert len(calls) == 2
+
+
 def test_a_rank_whose_check_process_ends_early_is_named(monkeypatch, capfd):
     # Under torchrun a rank whose check process dies ends the whole job (torchrun stops every
     # rank); its message must say which rank it was. `--version` exits without a status: the same
