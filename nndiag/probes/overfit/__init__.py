@@ -104,8 +104,8 @@ class OverfitConfig:
                                          "the lowest loss reachable; set it for losses with a floor")
     min_dropout_retention: float = threshold(
         0.45, "measured on the zoo (docs/probes/overfit.md): with dropout off the model fits the "
-        "batch; switched on alone, healthy dropout layers keep 0.65-0.99 of the fitted accuracy "
-        "gap, nn.Dropout(0.9) (p meant as keep probability) 0.22-0.30", "a classifier that "
+        "batch; switched on alone, healthy dropout layers keep 0.62-1.0 of the fitted accuracy "
+        "gap, nn.Dropout(0.9) (p meant as keep probability) 0.23-0.25", "a classifier that "
         "did not fit, fits with dropout off, and keeps less than this share of its batch accuracy "
         "(above chance) through one dropout layer: fail, naming the layer")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",

@@ -5,9 +5,9 @@ alone and the fitted model scores the batch through it (train mode, several mask
 
 The measured quantity is a module's *retention*: the share of the gap from chance to 100% accuracy
 that the fitted model keeps with only that module dropping. On the zoo (docs/probes/overfit.md)
-healthy dropout layers keep 0.65-0.99 of it (heavy dropout, p 0.5 on the inputs, keeps the least);
+healthy dropout layers keep 0.62-1.0 of it (heavy dropout, p 0.5 on the inputs, keeps the least);
 ``nn.Dropout(0.9)`` in front of the output layer, p given as TensorFlow's keep probability, keeps
-0.2-0.3. A layer that wipes out most of what the network can learn, on the very batch it learned,
+0.23-0.25. A layer that wipes out most of what the network can learn, on the very batch it learned,
 is why the batch cannot be fitted in train mode.
 """
 
