@@ -22,9 +22,11 @@ def _params(*shapes):
     return out
 
 
+@pytest.mark.parametrize("flatten", [rec._flatten, rec._flatten_by_cat])  # torch's, and ours
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", [0, 1, 2])
-def test_the_small_parameter_flag_sees_one_bad_value_anywhere(bad, where):
+def test_the_small_parameter_flag_sees_one_bad_value_anywhere(monkeypatch, flatten, bad, where):
+    monkeypatch.setattr(rec, "_flatten", flatten)
     params = _params((10,), (4, 8), (3, 2, 2))  # a bias, a 2-D weight, a 3-D one
     r = rec.Recorder(["a.bias", "b.weight", "c.weight"], params)
     assert r.sentinel_finite(params)

@@ -24,6 +24,13 @@ def layer_of(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
+def _flatten_by_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+# one C++ call that flattens and concatenates (DDP's bucketing uses it); the same by torch.cat if
+# a torch build lacks it
+_flatten = getattr(torch._C._nn, "flatten_dense_tensors", _flatten_by_cat)
 HOST_NORMS = 2048  # up to this many per-parameter norms per flush, per-layer sums on the host
 UNMEASURED = "unmeasured"  # a step whose full gradient norms were not taken (norm_every > 1)
 
@@ -48,14 +55,15 @@ class Recorder:
         """Whether the gradients of the small parameters (biases, norm scales) are finite: a NaN
         made anywhere in backward flows upstream into them, at a fraction of a full pass's cost.
 
-        Three tensor ops whatever the number of parameters (concatenate, sum, read): NaN and Inf
-        survive a sum, and on the CPU every op after the backward costs microseconds. A sum that
-        overflows from finite values reads as not finite; the caller tells that apart exactly."""
-        grads = [g if g.dim() == 1 else g.reshape(-1) for g in (p.grad for p in small) if g is not None]
+        Three tensor ops whatever the number and shapes of the parameters (flatten and concatenate
+        in one call, sum, read): NaN and Inf survive a sum, and on the CPU every op after the
+        backward costs microseconds. A sum that overflows from finite values reads as not finite;
+        the caller tells that apart exactly."""
+        grads = [g for g in (p.grad for p in small) if g is not None]
         if not grads:
             return True
         try:
-            flat = torch.cat(grads) if len(grads) > 1 else grads[0]
+            flat = _flatten(grads) if len(grads) > 1 else grads[0]
         except RuntimeError:  # gradients on several devices: one sum per gradient
             return all(math.isfinite(float(g.sum(dtype=torch.float32))) for g in grads)
         # float16 sums overflow at 65504: accumulate those in float32
