@@ -134,9 +134,20 @@ def _check_on_each_rank(rank: int, world: int, out_dir: str) -> dict:
     json_path = os.path.join(out_dir, f"cli-rank{rank}.json")  # a per-rank name shows who writes
     cli = CliRunner().invoke(main, ["check", BUG, *_probe_args(BUG_PROBES), "--threads", "1",
                                     "--json", json_path])
+    import torch.distributed as dist
+
+    from nndiag import rank_job
+
+    real = dist.get_backend
+    dist.get_backend = lambda group=None: "nccl"  # as under an NCCL-only group: gather on a gloo one
+    try:
+        on_nccl = nndiag.check(BUG, probes=["nan"], threads=1)
+    finally:
+        dist.get_backend = real
     return {"healthy": healthy.to_dict(), "healthy_exit": healthy.exit_code(),
             "broken": broken.to_dict(), "broken_exit": broken.exit_code(),
-            "cli_exit": cli.exit_code, "cli_out": cli.output}
+            "cli_exit": cli.exit_code, "cli_out": cli.output,
+            "nccl_status": on_nccl.to_dict()["status"], "own_gloo_group": rank_job._state["gloo"] is not None}
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +192,12 @@ def test_a_bug_on_rank_1_is_named_and_every_rank_exits_alike(two_ranks):
     assert rank0["broken_exit"] == rank1["broken_exit"] == 1
     assert _verdicts(rank1["broken"]) == _verdicts(rank0["broken"])  # every rank has the merged report
     _validate(rank0["broken"])
+
+
+def test_under_an_nccl_group_the_reports_travel_on_a_gloo_group_of_their_own(two_ranks):
+    (rank0, rank1), _ = two_ranks
+    assert rank0["own_gloo_group"] and rank1["own_gloo_group"]
+    assert rank0["nccl_status"] == rank1["nccl_status"] == "fail"  # rank 1's NaN reached both
 
 
 def test_the_cli_prints_and_writes_on_rank_0_only(two_ranks):
