@@ -9,8 +9,9 @@ the same initial weights train on the same batch with the same step function: pl
 watched with the default profile; watched with the ``minimal`` profile (every-step finiteness and
 gradient norms only); and plain under ``torch.autograd.detect_anomaly``. The copies take turns in
 blocks of ``--block`` consecutive steps (a training loop runs warm, one model at a time), with the
-order of the blocks rotated every round so machine load hits all of them alike. Step ``j`` of a
-variant's block is paired with step ``j`` of the plain block of the same round. Per repeat, a
+order of the blocks shuffled every round (seeded), so machine load and the cache state an arm
+leaves behind hit all of them alike. Step ``j`` of a variant's block is paired with step ``j`` of
+the plain block of the same round. Per repeat, a
 variant's **median** is the median over its steps of the paired ratio (the steady-state step), and
 its **mean** is its total time over the plain total (the amortized cost, with the per-interval
 flush and the per-50-step samples that a median hides). Each repeat builds fresh copies (new
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import random
 import statistics
 import sys
 import time
@@ -112,18 +114,21 @@ def _train_step(m, opt, loss_fn, x, y, anomaly):
 
 
 def run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock, with_anomaly=True,
-             no_gc=False):
+             no_gc=False, seed=0):
     """One repeat on fresh copies of ``model``: {arm: [[seconds per step] per timed round]}."""
     x, y = (t.to(device) for t in batch)
     arms = _arms(model, device, name, with_anomaly)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = {v: [] for v in arms}
     order = list(arms)
+    shuffle = random.Random(seed).shuffle  # Python's RNG: torch's is the models' business
     rounds_warm, rounds = -(-warmup // block), max(1, -(-steps // block))
     gc_was = gc.isenabled()
     try:
         for r in range(rounds_warm + rounds):
-            order = order[1:] + order[:1]  # rotate: no arm always runs first or after the same one
+            # a new order every round: a rotation would keep each arm behind the same one, and the
+            # arm before leaves the caches in its own state (in a trial here, a fixed order put the A/A at 1.04x)
+            shuffle(order)
             if no_gc:
                 gc.collect()
                 gc.disable()
@@ -171,9 +176,9 @@ def bench(name, model, batch, loss_fn, device, steps, warmup, clock=time.thread_
     """(median plain step seconds over repeats, {arm: {"median": [...], "mean": [...]}}, one
     value per repeat)."""
     base, per = [], {}
-    for _ in range(repeats):
+    for rep in range(repeats):
         times = run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock,
-                         with_anomaly, no_gc)
+                         with_anomaly, no_gc, seed=rep)
         b, out = summarise(times)
         base.append(b)
         for v, (med, mean) in out.items():
