@@ -21,13 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-
-import nndiag
-import nndiag.watch as nw
 from dist_helpers import free_port, run_ranks
+from torch import nn
 from watch_helpers import batches, make
+
+import nndiag.watch as nw
 
 SEEDS = (0, 1, 2)
 LOG = 10
@@ -233,16 +232,58 @@ def _replica_faults(rank, world):
     ddp = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     w = nw.watch(ddp, opt, log_every=5, on_event=lambda e: None)
-    with w:
-        with Join([ddp, w.distributed]):
-            _train(ddp, opt, w, 0, 6 if rank == 0 else 13, (rank, 2))
+    with w, Join([ddp, w.distributed]):
+        _train(ddp, opt, w, 0, 6 if rank == 0 else 13, (rank, 2))
     out["uneven"] = ([(str(f.severity), f.message) for f in _events(w.report, "watch.replicas")],
                      w.step_index)
+    out["join_nan"] = _nan_after_join(rank)
     return out
 
 
+def _nan_after_join(rank, k=12):
+    """Rank 0 runs out of batches after 6 steps (it joins); rank 1 makes a NaN at step k. The joined
+    rank takes part in the trip's gather from Join's shadow hook and stops with rank 1."""
+    from torch.distributed.algorithms.join import Join
+
+    model, opt = make(0)
+    ddp = nn.parallel.DistributedDataParallel(model)
+
+    def inject(step):
+        if step == k and rank == 1:
+            model.faulty.forward = lambda x: torch.log(-x.abs() - 1.0)
+
+    w = nw.watch(ddp, opt, log_every=5, on_event=lambda e: None)
+    try:
+        with w, Join([ddp, w.distributed]):
+            _train(ddp, opt, w, 0, 6 if rank == 0 else 20, (rank, 2), inject)
+    except nw.TrainingStopped as exc:
+        return exc.event.step, exc.event.message, \
+            [f.message for f in _events(w.report, "watch.replicas")]
+    return None, "", []
+
+
+def _fsdp_refused(rank):
+    """nndiag.watch on a fully_shard model: a UsageError naming FSDP (or why FSDP could not run)."""
+    from torch.distributed.fsdp import fully_shard
+
+    from nndiag.errors import UsageError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2))
+    try:
+        fully_shard(model)
+    except Exception as exc:  # noqa: BLE001 - this torch or backend has no CPU FSDP
+        return f"unavailable: {type(exc).__name__}: {exc}"
+    try:
+        nw.watch(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    except UsageError as exc:
+        return str(exc)
+    return "accepted"
+
+
 def _all_scenarios(rank, world):
-    return {"parity": _verdicts_and_nan(rank, world), "faults": _replica_faults(rank, world)}
+    return {"parity": _verdicts_and_nan(rank, world), "faults": _replica_faults(rank, world),
+            "fsdp": _fsdp_refused(rank)}
 
 
 @pytest.fixture(scope="module")
@@ -282,10 +323,12 @@ def test_unused_parameters_are_named_with_the_fix_before_ddp_hangs_or_raises(fau
     for r in (0, 1):
         found, stop, steps = faults[r]["unused_rank0"]
         assert steps == 0 and stop is not None  # stopped in the first forward, before backward
+        assert found == [("fail", stop)]  # and in every rank's report (a cross-rank finding)
         assert "parameters unused in forward on some ranks at step 0: aux.weight on rank 0" in stop
         assert "find_unused_parameters=True" in stop
         found, stop, steps = faults[r]["unused_everywhere"]
         assert steps == 0 and stop is not None  # stopped before the step DDP would raise at
+        assert found == [("fail", stop)]
         assert "unused in forward on every rank at step 0: aux.weight, aux.bias" in stop
         assert "find_unused_parameters=True" in stop
 
@@ -307,6 +350,21 @@ def test_a_fault_on_one_rank_that_the_others_cannot_see_still_stops_every_rank_a
             "first non-finite value produced on rank 1 in faulty (Faulty) at step 5"), message
 
 
+def test_a_nan_after_a_rank_joined_stops_every_rank_including_the_joined_one(faults):
+    for r in (0, 1):
+        step, message, replicas = faults[r]["join_nan"]
+        assert step == 12 and message.startswith(
+            "first non-finite value produced on rank 1 in faulty (Faulty) at step 12"), message
+        assert any("rank 0 ran 6, rank 1 ran 12 steps" in m for m in replicas), replicas
+
+
+def test_fsdp_is_refused_with_a_clear_message(job):
+    got = job[0]["fsdp"]
+    if got.startswith("unavailable"):
+        pytest.skip(got)
+    assert "does not support FSDP" in got and "docs/distributed.md" in got, got
+
+
 def test_one_process_is_unchanged():
     model, opt = make(0)
     with nw.watch(model, opt, log_every=LOG) as w:
@@ -321,7 +379,7 @@ def test_torchrun_job_prints_rank_0s_verdicts_with_the_rank():
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)],
-        capture_output=True, text=True, timeout=300, env=env)
+        capture_output=True, text=True, timeout=300, env=env, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("rank 0:")]
     assert lines and all("rank 1:" not in ln for ln in proc.stdout.splitlines()), proc.stdout

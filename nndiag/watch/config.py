@@ -113,7 +113,7 @@ class WatchConfig:
     # --- replicas (DDP)
     replica_rtol: float = threshold(
         1e-6, "own measurement (docs/distributed.md): healthy DDP replicas were bitwise equal after "
-        "every step (2 gloo ranks, 3 seeds); 1e-6 leaves room for a reduction order that differs by rank",
+        "200 steps (2 gloo ranks, seeds 0-2); 1e-6 leaves room for a reduction order that differs by rank",
         "parameters (or buffers) differ across replicas above this relative difference of their norm or sum")
     policy: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
     profile: str = "default"

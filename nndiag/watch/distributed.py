@@ -53,11 +53,30 @@ def unwrap(model: torch.nn.Module) -> tuple[torch.nn.Module, Any]:
     return model, None
 
 
-def attach(watch: Any, wrapper: Any) -> "RankSync | None":
+def attach(watch: Any, wrapper: Any) -> RankSync | None:
     """The watch's distributed side, or None outside a multi-rank job (then nothing here runs)."""
     if not ranks.is_distributed():
         return None
+    _refuse_sharded(watch.model)
     return RankSync(watch, wrapper)
+
+
+def _refuse_sharded(model: torch.nn.Module) -> None:
+    """FSDP shards the parameters: per-parameter norms and replica fingerprints would be of shards,
+    which differ by rank by design (docs/distributed.md, 'Not supported')."""
+    from torch.distributed import fsdp
+
+    sharded = isinstance(model, tuple(getattr(fsdp, n) for n in ("FullyShardedDataParallel", "FSDPModule")
+                                      if hasattr(fsdp, n)))
+    sharded = sharded or any(type(p).__name__ == "DTensor" or type(p.data).__name__ == "DTensor"
+                             for p in model.parameters())
+    if sharded:
+        from nndiag.errors import UsageError
+
+        raise UsageError("nndiag.watch does not support FSDP (FullyShardedDataParallel / fully_shard) "
+                         "yet: its parameters are shards, so per-layer norms and the replica check "
+                         "would judge shards.", hint="Watch a DDP run of the same model, or a single "
+                         "process; see docs/distributed.md.")
 
 
 def _reached(output: Any) -> set[int] | None:
@@ -91,7 +110,7 @@ def _reached(output: Any) -> set[int] | None:
 class _ShadowHook(JoinHook):
     """What a rank that ran out of batches does while the others still step (``Join``)."""
 
-    def __init__(self, sync: "RankSync") -> None:
+    def __init__(self, sync: RankSync) -> None:
         self.sync = sync
 
     def main_hook(self) -> None:
@@ -121,6 +140,7 @@ class RankSync(Joinable):
             and not getattr(wrapper, "static_graph", False)
         self._walked = -1
         self._everywhere: list[int] = []  # unused on every rank at the walked step: confirm
+        self._confirm: Any = None  # the optimizer pre-hook confirming them, while armed
         self._last_exchange = -1
         self.joined = False
         self._shadow = 0
@@ -144,20 +164,17 @@ class RankSync(Joinable):
 
     # ---- hooks ------------------------------------------------------------------------------
     def hooks(self) -> list[Any]:
-        """The forward hook (unused parameters) and the optimizer pre-hook confirming them."""
-        out = []
-        if self.walk:
-            out.append(self.w.model.register_forward_hook(WatchHook(self._on_forward)))
-            if self.w.optimizer is not None:
-                out.append(self.w.optimizer.register_step_pre_hook(WatchHook(self._confirm_unused)))
-        return out
+        """The forward hook that looks for unused parameters (DDP, find_unused_parameters=False)."""
+        return [self.w.model.register_forward_hook(WatchHook(self._on_forward))] if self.walk else []
 
     def _on_forward(self, module, args, output) -> None:
         w = self.w
         s = w.step_index
-        if not module.training or not torch.is_grad_enabled() or self.in_join or s == self._walked or \
-                (s != 0 and s % w.cfg.sample_every != 0):
-            return
+        if self._confirm is not None and not self._everywhere:
+            self._drop_confirm()
+        if (s % w.cfg.sample_every and s) or s == self._walked or not module.training \
+                or not torch.is_grad_enabled() or self.in_join:
+            return  # cheapest test first: this runs on every forward
         self._walked = s
         reached = _reached(output)
         row = torch.zeros(self.world, len(w._params), dtype=torch.float32)
@@ -170,12 +187,25 @@ class RankSync(Joinable):
         some = {w._names[i]: [r for r in range(self.world) if table[r, i] > 0]
                 for i, c in enumerate(counts) if 0 < c < self.world}
         self._everywhere = [i for i, c in enumerate(counts) if c == self.world]
+        if self._everywhere and w.optimizer is not None and self._confirm is None:
+            # confirmed once, before this step's update; removed again at the next forward
+            self._confirm = w.optimizer.register_step_pre_hook(WatchHook(self._confirm_unused))
+            w._handles.append(self._confirm)
         if some:
             self._emit(lambda: self.check.unused_on_some(s, some), in_forward=True)
+
+    def _drop_confirm(self) -> None:
+        if self._confirm in self.w._handles:
+            self.w._handles.remove(self._confirm)
+        self._confirm.remove()
+        self._confirm = None
 
     def _confirm_unused(self, optimizer, args, kwargs) -> None:
         # a parameter used only by the loss (outside forward) still gets its gradient: not unused
         w, idx, self._everywhere = self.w, self._everywhere, []
+        if not idx:
+            return  # confirmed already: the next forward removes this hook (not while torch
+            # iterates the optimizer's hooks)
         names = [w._names[i] for i in idx if w._params[i].grad is None]
         if names:
             self._emit(lambda: self.check.unused_everywhere(w.step_index, names))

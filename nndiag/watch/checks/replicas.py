@@ -22,7 +22,7 @@ same gathered numbers, so every rank reaches the same verdicts. Three findings:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from nndiag.watch.checks.base import Check
 from nndiag.watch.timeline import Timeline
