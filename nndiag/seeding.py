@@ -30,14 +30,20 @@ class RngState:
     numpy: Any
     torch_cpu: torch.Tensor
     torch_cuda: tuple[torch.Tensor, ...] | None
+    #: CUDA not initialised yet: the seeds torch queued for it (``torch.manual_seed`` before CUDA
+    #: was used), applied when it initialises. A model file's import or a probe that seeds torch
+    #: replaces them, so they are part of the user's state too.
+    cuda_queued: tuple | None = None
 
     @classmethod
     def capture(cls) -> "RngState":
         """Snapshot the generators now."""
-        cuda = None
+        cuda, queued = None, None
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             cuda = tuple(torch.cuda.get_rng_state_all())
-        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+        else:
+            queued = _queued_cuda_seeds()
+        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda, queued)
 
     def restore(self) -> None:
         """Put every generator back exactly as captured."""
@@ -46,6 +52,39 @@ class RngState:
         torch.set_rng_state(self.torch_cpu)
         if self.torch_cuda is not None:
             torch.cuda.set_rng_state_all(list(self.torch_cuda))
+        elif self.cuda_queued is not None:
+            _restore_queued_cuda_seeds(self.cuda_queued)
+
+
+# torch keeps the seeds asked for before CUDA is initialised in a private tracker
+# (torch.cuda._lazy_seed_tracker: the latest manual_seed and manual_seed_all callbacks, in order).
+_DEFAULT_CUDA_SEED = 67280421310721  # a new CUDA generator's seed (c10 default_rng_seed_val)
+
+
+def _queued_cuda_seeds() -> tuple | None:
+    """The CUDA seeds torch has queued (None when this torch keeps no such tracker)."""
+    tracker = getattr(torch.cuda, "_lazy_seed_tracker", None)
+    try:
+        return (tracker.manual_seed_all_cb, tracker.manual_seed_cb, list(tracker.call_order))
+    except AttributeError:
+        return None
+
+
+def _restore_queued_cuda_seeds(queued: tuple) -> None:
+    """Put the queued CUDA seeds back; when CUDA was initialised meanwhile, seed it as the queue
+    would have (or to a new generator's default seed when nothing was queued)."""
+    tracker = getattr(torch.cuda, "_lazy_seed_tracker", None)
+    if tracker is None:
+        return
+    if not torch.cuda.is_initialized():
+        tracker.manual_seed_all_cb, tracker.manual_seed_cb, tracker.call_order = \
+            queued[0], queued[1], list(queued[2])
+        return
+    calls = [c for c in queued[2] if c is not None]
+    if not calls:
+        torch.cuda.manual_seed_all(_DEFAULT_CUDA_SEED)
+    for callback, _ in calls:
+        callback()
 
 
 @contextmanager

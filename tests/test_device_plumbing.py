@@ -283,3 +283,25 @@ def test_user_code_making_cpu_tensors_gets_a_device_hint(tmp_path):
     sub = report.subjects[0]
     text = (sub.load_error or "") + " ".join(f.message for r in sub.results for f in r.findings)
     assert "device=x.device" in text and "register_buffer" in text
+
+
+# ---- the CUDA seed queued before CUDA is used ---------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_initialized() or not hasattr(torch.cuda, "_lazy_seed_tracker"),
+                    reason="needs a torch that queues CUDA seeds, with CUDA not yet initialised")
+def test_a_file_seeding_torch_at_import_leaves_the_users_queued_cuda_seed(tmp_path):
+    """Before CUDA is used, ``torch.manual_seed(s)`` queues the seed for CUDA's generators. A model
+    file that seeds torch at import, and the check's own seeding, queue theirs over it; afterwards
+    the user's queued seed is the one CUDA will start from, as before the check (contract §4)."""
+    f = tmp_path / "seeds.py"
+    f.write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+        torch.manual_seed(123)  # at import, as many scripts do
+        def build_model(): return nn.Linear(3, 2)
+        def sample_batch(): return torch.randn(8, 3), torch.randint(0, 2, (8,))
+        loss_fn = nn.CrossEntropyLoss()
+    """))
+    tracker = torch.cuda._lazy_seed_tracker
+    torch.manual_seed(5)
+    queued = (tracker.manual_seed_all_cb, list(tracker.call_order))
+    nndiag.check(f, probes=["gradients", "overfit"], settings=SMALL)
+    assert tracker.manual_seed_all_cb is queued[0] and tracker.call_order == queued[1]
