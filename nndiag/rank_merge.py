@@ -53,8 +53,7 @@ def merge_ranks(outcomes: Sequence[Outcome], missing_reason: str = f"did not rep
         if isinstance(o, str):
             failed.setdefault(o, []).append(r)
     for message, where in failed.items():
-        subjects.append(SubjectReport(rank_list(where), load_error=f"the check failed on {rank_list(where)}: "
-                                      f"{message}"))
+        subjects.append(SubjectReport(rank_list(where), load_error=f"on {rank_list(where)}: {message}"))
     missing = [r for r, o in enumerate(outcomes) if o is None]
     if missing:
         subjects.append(SubjectReport(rank_list(missing), load_error=f"{rank_list(missing)} {missing_reason}"))

@@ -97,7 +97,7 @@ def test_a_rank_that_cannot_load_the_file_or_never_reports_is_its_own_subject():
     names = [s.subject for s in merged.subjects]
     assert names == ["m.py", "m.py (rank 1)", "rank 2", "rank 3"]
     assert merged.subjects[1].load_error == "on rank 1: data/shard1.pt does not exist"
-    assert merged.subjects[2].load_error == "the check failed on rank 2: every probe was skipped"
+    assert merged.subjects[2].load_error == "on rank 2: every probe was skipped"
     assert merged.subjects[3].load_error == "rank 3 did not reach it."
     assert "so its verdicts are missing" in merge_ranks([ok, None]).subjects[1].load_error
     assert merged.metadata["missing_ranks"] == [3] and merged.metadata["world_size"] == 4
