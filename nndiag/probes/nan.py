@@ -20,7 +20,7 @@ from nndiag.hookspecs import hookimpl
 from nndiag.nan_locator import locate
 from nndiag.passes import TRAINING_SAMPLES
 from nndiag.probe import Outcome, Probe, ProbeContext, threshold
-from nndiag.probes.nan_watch import long_watch, loss_spike, step_flops, watch_steps
+from nndiag.probes.nan_watch import long_watch, loss_scale, loss_spike, step_flops, watch_steps
 from nndiag.training_trace import NonFinite, shared_training_trace
 
 # Gradient statistics kept by the shared pass; the gradients probe reads these steps.
@@ -41,8 +41,9 @@ class NanConfig:
         "file turns non-finite within 300 steps", "steps of the long watch (the shared pass "
         "continued), for models within watch_flops")
     watch_flops: float = threshold(
-        2e10, "nndiag choice (docs/probes/nan.md): about a second of one CPU core; the reference "
-        "MNIST MLP costs 3.8e7 FLOPs a step (300 steps: 1.1e10)", "most counted FLOPs the long "
+        5e9, "nndiag choice (docs/probes/nan.md): the reference MNIST MLP counts 2.9e7 FLOPs a "
+        "step and gets 171 steps (a few seconds at most on a loaded core); the zoo's tiny "
+        "classifiers get all 300", "most counted FLOPs the long "
         "watch may spend; a costlier model gets fewer steps, decided by its FLOPs, never a clock")
     max_loss_spike: float = threshold(
         10.0, "measured on the zoo (docs/probes/nan.md): healthy runs rise at most 1.3x their "
@@ -133,16 +134,21 @@ class NanProbe(Probe):
     def _spike(self, ctx: ProbeContext, out: Outcome, losses: list[float]) -> None:
         """Loss spikes in the watched run: the largest rise above the best loss reached on the
         same batch, as a multiple of the initial loss (docs/probes/nan.md)."""
-        spike = loss_spike(list(losses), len(ctx.bench.probe_batches(TRAINING_SAMPLES)))
+        scale = loss_scale(ctx.bench)
+        spike = loss_spike(list(losses), len(ctx.bench.probe_batches(TRAINING_SAMPLES)), scale)
         if spike is None:
             return
         rise, step = spike
         out.metric("loss_spike", rise)
         out.metric("loss_spike_step", step)
+        out.metric("loss_scale", max(losses[0], scale or 0.0))
         limit = float(self.config.max_loss_spike)
+        if scale is None and ctx.bench.subject.weights is not None:
+            return  # trained weights and no constant baseline: no scale to judge a rise in
         if rise > limit:
             out.warn(f"The loss spiked at step {step} of the {len(losses)} watched steps: it rose "
-                     f"{rise:.3g}x its initial value ({losses[0]:.3g}) above the best it had reached "
+                     f"{rise:.3g}x its scale ({max(losses[0], scale or 0.0):.3g}: the larger of its "
+                     f"initial value and the loss of a constant prediction) above the best it reached "
                      f"on the same batch, though it stayed finite. A learning rate at the edge of "
                      "divergence does this (see lr-range); lower it or clip gradients.",
                      where="loss", value=rise, limit=limit, metric="loss_spike")

@@ -76,11 +76,12 @@ def long_watch(bench: Any, steps: int) -> TrainingTrace:
         return run_training_trace(bench, steps, 0, TRAINING_SAMPLES)
 
 
-def loss_spike(losses: list[float], period: int) -> tuple[float, int] | None:
+def loss_spike(losses: list[float], period: int, scale: float | None = None) -> tuple[float, int] | None:
     """The largest rise of the loss above the best value it had reached on the same batch before
-    (the run cycles over ``period`` batches: step t uses batch t mod period), as a multiple of the
-    initial loss, and the step (from 0) where it happened. None for a run too short to tell or a
-    loss that does not start positive (an ELBO, a negative log-likelihood can)."""
+    (the run cycles over ``period`` batches: step t uses batch t mod period), as a multiple of
+    ``scale`` (default: the initial loss), and the step (from 0) where it happened. None for a run
+    too short to tell or a loss that does not start positive (an ELBO, a negative log-likelihood
+    can)."""
     finite = [x for x in losses if x == x and abs(x) != float("inf")]
     if len(finite) < len(losses) or len(losses) <= period or losses[0] <= 0:
         return None
@@ -92,4 +93,22 @@ def loss_spike(losses: list[float], period: int) -> tuple[float, int] | None:
         if k in best and x - best[k] > rise:
             rise, at = x - best[k], t
         best[k] = min(best.get(k, x), x)
-    return rise / losses[0], at
+    return rise / max(losses[0], scale or 0.0), at
+
+
+def loss_scale(bench: Any) -> float | None:
+    """The loss of the best constant prediction on the first probe batch (a torch loss under
+    nndiag's own step), the scale a rise is judged in: a model that starts trained (loaded
+    weights) has an initial loss near 0, next to which any update looks like a spike."""
+    from nndiag.batches import split_batch
+    from nndiag.probes.overfit.criteria import constant_baseline
+
+    s = bench.subject
+    if s.train_step is not None or s.training_step is not None or s.loss_fn is None:
+        return None  # the user's own step or loss wrapper: no constant baseline is known
+    try:
+        targets = split_batch(bench.first_batch(), s.data_source)[1]
+    except Exception:  # noqa: BLE001 - not an (inputs, targets) batch: no scale
+        return None
+    base = constant_baseline(s.loss_fn, targets)
+    return base[0] if base is not None else None
