@@ -6,9 +6,9 @@ computed once and shared) fill that gap, and one extra measurement decides when 
 
 * :func:`relapse`: the highest loss after the run first fell clearly below its start, relative
   to that start. An LR past the stability limit descends for a few steps, then throws the weights
-  off (a spike to 4-64x the start on the zoo's LR-too-high bugs); healthy runs stay at or below
+  off (a spike to 3.98-64x the start on the zoo's LR-too-high bugs); healthy runs stay at or below
   1.04x their start (docs/probes/lr-range.md);
-* :func:`held_drop`: how far the run fell below its start, relative to it (healthy runs >= 0.5,
+* :func:`held_drop`: how far the run fell below its start, relative to it (healthy runs >= 0.36,
   the LR-too-low bugs <= 0.06);
 * :func:`rescue`: when that run stalls and the sweep's curve is flat (plain SGD needs hundreds of
   steps, which a 100-step sweep over 8 decades never gives one LR), the same fresh model is

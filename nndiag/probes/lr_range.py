@@ -60,19 +60,19 @@ class LrRangeConfig:
                                  "fail at or above this fraction of the divergence LR")
     relapse_fail: float = threshold(2.0, "measured on the zoo: held-LR runs of healthy programs "
                                     "peak at <= 1.04x their start after descending, the LR-too-high "
-                                    "bugs at 3.95-64x (docs/probes/lr-range.md)",
+                                    "bugs at 3.98-64x (docs/probes/lr-range.md)",
                                     "fail when the run at the configured LR, after falling, spikes "
                                     "to this multiple of its start (held_relapse)")
     stall_drop: float = threshold(0.15, "measured on the zoo: held-LR runs of healthy programs fall "
-                                  ">= 0.5 of their start, the LR-too-low bugs <= 0.06 "
+                                  ">= 0.36 of their start, the LR-too-low bugs <= 0.06 "
                                   "(docs/probes/lr-range.md)", "on a flat sweep, a held-LR run "
                                   "that fell less than this share of its start has stalled")
     rescue_factors: tuple[float, ...] = threshold((10.0, 100.0), "nndiag choice: 'an LR 100x too low' is the "
                                       "class named by the bug reports (docs/probes/lr-range.md)",
                                       "on a flat sweep with a stalled held run, the LR multiples "
                                       "tried on the same batch and initial weights")
-    rescue_drop: float = threshold(0.5, "measured on the zoo: healthy held-LR runs fall >= 0.5 of "
-                                   "their start (docs/probes/lr-range.md)", "a rescue run that "
+    rescue_drop: float = threshold(0.5, "measured on the zoo: healthy held-LR runs fall 0.36-0.99 "
+                                   "of their start, median 0.87 (docs/probes/lr-range.md)", "a rescue run that "
                                    "falls this share of its start shows the higher LR trains")
     skip_reason: str = threshold("", "the user's own judgement (nndiag_config)",
                                  "skip the probe, stating why (e.g. a scheduler-driven LR)")
