@@ -328,3 +328,124 @@ def test_regression_shapes_that_broadcast_fail():
     assert f.metric == "broadcast_elements" and f.value == 32 * 32
     res = run(model=model, batch=(x, y[:, None]), loss_fn=nn.MSELoss())
     assert res.status == Status.PASS, res.findings
+
+
+# ---- targets that reach the loss: ids cut from their samples, class ids used as numbers ------
+
+def digits_subset(seed, n=260):
+    """A seeded random subset of sklearn's bundled 8x8 digits (real, structured inputs)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    idx = torch.randperm(len(d.target), generator=torch.Generator().manual_seed(seed))[:n]
+    return (torch.tensor(d.data, dtype=torch.float32)[idx] / 16.0,
+            torch.tensor(d.target)[idx])
+
+
+def naive_nn_z(x, y):
+    """Leave-one-out 1-NN accuracy of y on per-feature standardised x, as a z-score vs chance."""
+    x = x.double()
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
+    n = len(y)
+    best = []
+    for i in range(n):
+        d = ((x - x[i]) ** 2).sum(1)
+        d[i] = float("inf")
+        best.append(int(d.argmin()))
+    acc = sum(int(y[j] == y[i]) for i, j in enumerate(best)) / n
+    freq = torch.bincount(y - y.min()).double() / n
+    chance = float((freq ** 2).sum())
+    return (acc - chance) / math.sqrt(chance * (1 - chance) / n)
+
+
+def onehot_batches(seed, size=10):
+    x, y = digits_subset(seed)
+    onehot = F.one_hot(y, 10).float()
+    return [(x[i:i + size], onehot[i:i + size]) for i in range(0, len(y), size)], x, y
+
+
+def mlp(out=10):
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, out))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ids_decoded_over_the_batch_fail_and_own_rows_pass(seed):
+    batches, x, y = onehot_batches(seed)
+    crit = nn.CrossEntropyLoss()
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(seed + 1))
+
+    def over_batch(model, batch):
+        inputs, onehot = batch
+        return crit(model(inputs), onehot.argmax(dim=0))  # 10 samples, 10 classes: shapes fit
+
+    def own_rows(model, batch):
+        inputs, onehot = batch
+        return crit(model(inputs), onehot.argmax(dim=1))
+
+    def relabelled(model, batch):  # a lookup table keeps each sample's class: not a bug
+        inputs, onehot = batch
+        return crit(model(inputs), perm[onehot.argmax(dim=1)])
+
+    bad = run(seed, model=mlp(), batches=batches, training_step=over_batch)
+    assert bad.status == Status.FAIL, bad.findings
+    (f,) = [f for f in bad.findings if f.metric == "loss_target_signal_z"]
+    assert "argmax(dim=0)" in f.message
+    n = len(y)
+    ids = torch.cat([oh.argmax(dim=0) for _, oh in batches])
+    assert bad.metrics["batch_label_signal_z"] == pytest.approx(naive_nn_z(x[:n], y), rel=1e-6)
+    assert bad.metrics["loss_target_signal_z"] == pytest.approx(naive_nn_z(x[:n], ids), rel=1e-6)
+    assert bad.metrics["loss_target_signal_z"] < 3 < 10 < bad.metrics["batch_label_signal_z"]
+    for step in (own_rows, relabelled):
+        good = run(seed, model=mlp(), batches=batches, training_step=step)
+        assert good.status == Status.PASS, (step.__name__, good.findings)
+        assert good.metrics["loss_target_signal_z"] > 10
+
+
+def naive_value_order(x, y, k=5):
+    """(same share, order) of y among each sample's k nearest inputs, written out with loops."""
+    x = x.double()
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
+    y = [float(v) for v in y]
+    n, same, diffs = len(y), 0, []
+    for i in range(n):
+        d = ((x - x[i]) ** 2).sum(1)
+        d[i] = float("inf")
+        for j in d.argsort()[:k].tolist():
+            if y[j] == y[i]:
+                same += 1
+            else:
+                diffs.append(abs(y[j] - y[i]))
+    every = [abs(a - b) for a in y for b in y if a != b]
+    return same / (n * k), (sum(diffs) / len(diffs)) / (sum(every) / len(every))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_class_ids_as_regression_targets_fail(seed):
+    x, y = digits_subset(seed, n=256)
+    t = y.float().unsqueeze(1)
+    batches = [(x[i:i + 32], t[i:i + 32]) for i in range(0, 256, 32)]
+    res = run(seed, model=mlp(1), batches=batches, loss_fn=nn.MSELoss())
+    assert res.status == Status.FAIL, res.findings
+    same, order = naive_value_order(x, y)
+    assert res.metrics["target_values_same_share"] == pytest.approx(same, rel=1e-9)
+    assert res.metrics["target_values_order"] == pytest.approx(order, rel=1e-9)
+    assert order >= 1.0 and same >= 0.5
+    (f,) = [f for f in res.findings if f.metric == "target_values_order"]
+    assert "CrossEntropyLoss" in f.message
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ordered_integer_and_continuous_regression_targets_pass(seed):
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    idx = torch.randperm(len(d.target), generator=torch.Generator().manual_seed(seed))[:256]
+    x = torch.tensor(d.data, dtype=torch.float32)[idx]
+    raw = torch.tensor(d.target, dtype=torch.float32)[idx]
+    deciles = torch.bucketize(raw, torch.quantile(raw, torch.linspace(0.1, 0.9, 9))).float()
+    for t in (deciles, raw / 100):  # a score in 10 ordered steps; the quantity itself
+        batches = [(x[i:i + 32], t[i:i + 32, None]) for i in range(0, 256, 32)]
+        res = run(seed, model=nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1)),
+                  batches=batches, loss_fn=nn.MSELoss())
+        assert res.status == Status.PASS, res.findings
+        assert res.metrics["target_values_order"] < 1.0

@@ -73,19 +73,20 @@ class LossSetupConfig:
         "with a loss summed over the batch and a plain SGD-type optimizer, fail when "
         "lr / (1 - momentum) x the batch scale reaches this")
     label_signal_real: float = threshold(
-        10.0, "measured on the zoo: docs/probes/loss-setup.md (PROVISIONAL)",
+        10.0, "measured on the zoo: docs/probes/loss-setup.md (healthy batch labels z 15.9-45.8)",
         "the batch's own labels count as belonging to their inputs when their 1-NN z-score "
         "reaches this (only then are the ids reaching the loss judged)")
     loss_target_signal_fail: float = threshold(
-        3.0, "measured on the zoo: docs/probes/loss-setup.md (PROVISIONAL)",
+        3.0, "measured on the zoo: docs/probes/loss-setup.md (healthy ids z >= 15.9, the "
+        "argmax-over-the-batch bug -0.39; the data probe's band)",
         "fail when the class ids reaching the loss have a 1-NN z-score below this while the "
         "batch's own labels reach label_signal_real")
     class_ids_same: float = threshold(
-        0.5, "measured: docs/probes/loss-setup.md (PROVISIONAL)",
+        0.5, "measured: docs/probes/loss-setup.md (class ids 0.84-0.94, integer quantities 0.14-0.54)",
         "integer regression targets count as class-like when at least this share of each "
         "sample's 5 nearest inputs hold exactly its value")
     class_ids_order_fail: float = threshold(
-        1.0, "measured: docs/probes/loss-setup.md (PROVISIONAL)",
+        1.0, "measured: docs/probes/loss-setup.md (quantities 0.03-0.84, digits' class ids 1.11-1.15)",
         "fail class-like integer regression targets when neighbours that differ differ by at "
         "least this fraction of the mean difference of any two samples (no numeric order)")
     out_of_range_fail: float = threshold(
