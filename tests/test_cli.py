@@ -99,7 +99,8 @@ def test_several_files_and_one_that_does_not_load(tiny_model, tmp_path):
 
 def test_set_overrides_a_probe_setting(tiny_model, tmp_path):
     out_json = tmp_path / "r.json"
-    invoke("check", tiny_model, "--probe", "nan", "--set", "nan.steps=4", "--json", out_json)
+    invoke("check", tiny_model, "--probe", "nan", "--set", "nan.steps=4",
+           "--set", "nan.watch_steps=1", "--json", out_json)
     (r,) = json.loads(out_json.read_text())["results"]
     assert r["metrics"]["steps_run"] == 4
 

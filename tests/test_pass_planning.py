@@ -56,7 +56,7 @@ def test_nan_and_gradients_settings_share_one_training_pass(model_file, monkeypa
     monkeypatch.setattr(training_trace, "run_training_trace", counted)
     out = tmp_path / "r.json"
     result = CliRunner().invoke(main, ["check", str(model_file), "--probe", "nan", "--probe", "gradients",
-                                       "--set", "nan.steps=50", "--set", "gradients.steps=10", "--json", str(out)])
+                                       "--set", "nan.steps=50", "--set", "nan.watch_steps=1", "--set", "gradients.steps=10", "--json", str(out)])
     assert result.exit_code in (0, 1), result.output
     assert runs == [(50, 10)]  # one pass: nan's steps, gradients' statistics
     results = {r["probe"]: r for r in json.loads(out.read_text())["results"]}

@@ -166,7 +166,8 @@ def test_data_healthy_passes(seed):
 def test_nan_healthy_passes(seed):
     r = run("nan", seed=seed, model=FunctionalMLP, batch=classification_batch(seed=seed),
             loss_fn=nn.CrossEntropyLoss())
-    assert r.status is Status.PASS and r.metrics["steps_run"] == 20
+    # the 20-step shared pass, continued by the long watch when the model fits its FLOP budget
+    assert r.status is Status.PASS and r.metrics["steps_run"] == max(20, r.metrics["watch_steps"])
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -132,7 +132,7 @@ def test_file_config_probes_skip_and_settings(tmp_path):
         def build_model(): return nn.Linear(3, 2)
         def sample_batch(): return torch.randn(4, 3), torch.randint(0, 2, (4,))
         loss_fn = nn.CrossEntropyLoss()
-        nndiag_config = {"probes": ["params", "nan"], "skip": ["params"], "nan": {"steps": 3},
+        nndiag_config = {"probes": ["params", "nan"], "skip": ["params"], "nan": {"steps": 3, "watch_steps": 1},
                          "params": {"expected_total": 8}}
     """))
     report = nndiag.check(f)
