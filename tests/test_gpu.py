@@ -203,14 +203,14 @@ def test_the_training_loop_of_these_tests_makes_no_sync_by_itself():
 
 @gpu
 def test_the_watch_makes_no_host_sync_between_its_sync_points():
-    """Steady state on CUDA: a step that is not the finiteness-flag step (step % log_every == 0),
-    the flush step ((step + 1) % log_every == 0) or a sample step (step % sample_every == 0)
-    makes no host sync at all: torch's sync debug mode raises on the first one."""
+    """Steady state on CUDA: a step that is not the interval's last step (the finiteness flag and
+    the flush, (step + 1) % log_every == 0) or a sample step (step % sample_every == 0) makes no
+    host sync at all: torch's sync debug mode raises on the first one."""
     log_every, sample_every, steps = 10, 40, 80
     w_kw = {"log_every": log_every, "sample_every": sample_every}
 
     def scheduled(step):
-        return step % log_every == 0 or (step + 1) % log_every == 0 or step % sample_every == 0
+        return (step + 1) % log_every == 0 or step % sample_every == 0
 
     counts, w = _cuda_loop(steps, w_kw, sync_mode_for=lambda s: 0 if scheduled(s) else 2)
     assert w.sync_every == log_every  # on CUDA the flag is read once per log interval
@@ -220,7 +220,7 @@ def test_the_watch_makes_no_host_sync_between_its_sync_points():
     print(f"\nwatch on CUDA, log_every={log_every}, sample_every={sample_every}: steps that sync "
           f"{syncing}; {per_interval:.1f} syncing step(s) per log interval outside sample steps; "
           f"syncs per step {counts}")
-    assert per_interval <= 2  # the flag step and the flush step
+    assert per_interval <= 1  # the interval's last step: the flag and the flush together
 
 
 @gpu

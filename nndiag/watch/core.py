@@ -213,7 +213,9 @@ class Watch:
         row = self.recorder.grad_norms() if full else UNMEASURED
         self.recorder.record_grads(row)
         # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
-        if self.scaler is None and not self._tripped and step % self.sync_every == 0:
+        # the flag is read on the interval's last step, the step whose flush reads the buffers too,
+        # so on CUDA (sync_every = log_every) the host waits for the device once per log interval
+        if self.scaler is None and not self._tripped and (step + 1) % self.sync_every == 0:
             # NaN and Inf survive a sum: one reduction and one host read (a Python isfinite, not
             # one more tensor op); a finite sum that overflows is told apart just below
             finite = (math.isfinite(row.sum().item()) if full
@@ -248,7 +250,7 @@ class Watch:
         self.step_index = step + 1
         # a NaN loss makes NaN gradients, which the step pre-hook already checked; only a step
         # without an optimizer step needs its loss read now (the flush judges every loss anyway)
-        if loss is not None and not stepped and step % self.sync_every == 0:
+        if loss is not None and not stepped and (step + 1) % self.sync_every == 0:
             self._check_loss(loss, step, stepped)
         if every and (step + 1) % every == 0:
             self.activations.arm()
