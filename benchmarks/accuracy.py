@@ -183,8 +183,8 @@ def summarise(zoo, runs: list[Run], seeds) -> tuple[str, bool]:
     stable = [fp for fp in pairs if len(set(statuses(*fp))) == 1]
     unstable_files = sorted({f for f, p in pairs if (f, p) not in stable})
 
-    def pct(a, b):
-        return f"{len(a)}/{b} ({100 * len(a) / max(b, 1):.0f}%)"
+    def pct(a, b):  # one decimal: 74/78 is 94.9%, which a whole-number 95% would hide
+        return f"{len(a)}/{b} ({100 * len(a) / max(b, 1):.1f}%)"
 
     lines.append("")
     lines.append(table([
