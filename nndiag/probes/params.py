@@ -132,7 +132,10 @@ class ParamsProbe(Probe):
             out.fail("Every parameter is frozen (requires_grad=False): training would change nothing. "
                      "Unfreeze the layers you mean to train.", where="<model>", value=0, metric="trainable")
         else:
-            self._frozen_fact(out, layers, frozen, self._frozen_random(ctx, model))
+            random = self._frozen_random(ctx, model)
+            self._frozen_fact(out, layers, frozen, random)
+            if random:
+                self._frozen_blocks_fit(ctx, out, layers)
         self._check_expected(out, "total", total, self.config.expected_total)
         self._check_expected(out, "trainable", trainable, self.config.expected_trainable)
         shared = sum(len(l.shared_with) > 0 for l in layers)
@@ -185,6 +188,29 @@ class ParamsProbe(Probe):
                     f"requires_grad=False) while others train: {shown}{more}. Fine for a "
                     "deliberately frozen backbone; otherwise set requires_grad=True." + drawn,
                     where=frozen_layers[0].path, value=frozen, metric="frozen")
+
+    @staticmethod
+    def _frozen_blocks_fit(ctx: ProbeContext, out: Outcome, layers: list[LayerCount]) -> None:
+        """Fail when frozen random layers are what stops the model fitting one batch: frozen it
+        does not fit in the overfit run's whole step budget, unfrozen the same run fits
+        (:mod:`nndiag.probes.frozen_fit`)."""
+        from nndiag.probes.frozen_fit import frozen_layers_block_fit
+
+        got = frozen_layers_block_fit(ctx)
+        if got is None:
+            return
+        frozen_layers = [l for l in layers if l.trainable == 0 and l.frozen > 0]
+        where = frozen_layers[0] if frozen_layers else None
+        acc = f", batch accuracy {got.frozen_accuracy:.0%}" if got.frozen_accuracy is not None else ""
+        out.metric("frozen_fit_steps", got.frozen_steps)
+        out.metric("unfrozen_fit_steps", got.unfrozen_steps)
+        out.fail(f"The frozen layers stop the model from fitting one batch: frozen, it did not fit "
+                 f"it in {got.frozen_steps} steps (loss down {got.frozen_drop:.0%}{acc}); with "
+                 f"them trainable, the same run fits it in {got.unfrozen_steps} steps. Their weights "
+                 "are random draws, not loaded ones. Load the pretrained weights you meant, or let "
+                 "them train (from_pretrained freezes by default: pass freeze=False).",
+                 where=where.path if where else "<model>",
+                 value=got.frozen_steps, metric="frozen_fit_steps")
 
     @staticmethod
     def _check_expected(out: Outcome, what: str, got: int, expected: Any) -> None:
