@@ -107,3 +107,27 @@ def test_reference_train_with_watch_writes_the_watch_report(mnist_available, tmp
     d = json.loads((tmp_path / "watch.json").read_text())
     assert d["status"] == "pass" and d["results"][0]["metrics"]["steps"] == 10
     assert "watch.units" in capsys.readouterr().out and (tmp_path / "watch.html").stat().st_size > 10_000
+
+
+def test_the_driver_hands_progress_the_loss_unread(tmp_path):
+    """The driver never reads the loss itself (on CUDA each read waits for the device): progress
+    gets the step's detached tensor and reads only the steps it prints."""
+    import torch
+
+    from nndiag.loading import load_model_file
+    from nndiag.watch.driver import run_subject
+
+    seen = []
+    run_subject(load_model_file(_file(tmp_path)), steps=6, progress=lambda s, loss: seen.append((s, loss)),
+                on_event=lambda e: None)
+    assert [s for s, _ in seen] == list(range(1, 7))
+    assert all(isinstance(loss, torch.Tensor) and not loss.requires_grad for _, loss in seen)
+
+
+def test_watch_command_without_a_gpu_says_so_for_device_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = CliRunner().invoke(main, ["watch", _file(tmp_path), "--steps", "5", "--device", "cuda"])
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output and "Traceback" not in r.output

@@ -76,16 +76,19 @@ def _run(file, steps, epochs, seed, device, policy, profile, options, weights, t
     from nndiag.loading import load_model_file
     from nndiag.watch.driver import run_subject
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from nndiag.runner import prepare_device, resolve_device, subject_on_device
+
+    device = resolve_device(device)  # auto -> cuda when there is one; a clear error for no GPU
+    prepare_device(device)  # CUDA initialised before the seeded run captures the generators
     if threads:
         torch.set_num_threads(threads)
-    subject = load_model_file(file, weights=weights)
+    subject = subject_on_device(load_model_file(file, weights=weights), device)
     every = int(options.get("log_every", 25))
 
     def progress(step, loss):
-        if not quiet and step % every == 0:
-            click.echo(f"step {step}: loss {loss:.4g}", err=True)
+        if not quiet and step % every == 0:  # the only steps whose loss is read (a sync on CUDA)
+            shown = "n/a" if loss is None else f"{float(loss):.4g}"
+            click.echo(f"step {step}: loss {shown}", err=True)
 
     def say(event):
         click.echo(f"step {event.step}: {event.severity.upper()} [{event.check}] {event.message}",

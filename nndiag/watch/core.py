@@ -11,7 +11,8 @@ What runs when (``N`` = ``log_every``, ``K`` = ``sample_every``):
 * every ``w.step(loss)`` (or every optimizer step when ``w.step`` is never called): the loss,
   detached, kept on device; every N steps one flush to the host and every check judges.
 * every K steps: the next training forward is traced for dead/saturated units, and the weights are
-  copied around the optimizer step for the update ratios.
+  copied around the optimizer step for the update ratios. Those numbers stay on the device until
+  the next flush reads them with the rest (one copy), so a sample step adds no host sync.
 
 All hooks are removed in :meth:`Watch.close` (``__exit__``), whatever happened.
 """
@@ -32,7 +33,7 @@ from nndiag.watch.distributed import attach, unwrap
 from nndiag.watch.recorder import UNMEASURED, Recorder
 from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
-from nndiag.watch.sampler import ActivationSampler, UpdateSampler
+from nndiag.watch.sampler import ActivationSampler, UpdateSampler, read_samples
 from nndiag.watch.events import TrainingStopped, WatchHook, WatchWarning
 from nndiag.watch.timeline import Event, Timeline
 
@@ -96,6 +97,7 @@ class Watch:
         self._explicit = explicit_steps  # True: w.step() closes every step (drivers, callbacks)
         self._closed_by_hook = False
         self._sample: dict[str, Any] = {}
+        self._pending: list[tuple[int, dict[str, Any]]] = []  # samples not yet read to the host
         self._open = False
         self._tripped = False
         # the ranks' collectives (None in one process: then nothing distributed runs)
@@ -167,7 +169,8 @@ class Watch:
             if self._closed_by_hook:  # the optimizer hook already closed this step
                 if loss is not None:
                     self.recorder.set_last_loss(loss, self.timeline)
-                    self._check_loss(loss, self.step_index - 1)
+                    if self.step_index % self.sync_every == 0:  # only at a sync point (CUDA)
+                        self._check_loss(loss, self.step_index - 1)
                 return
         self._end_step(loss)
 
@@ -239,8 +242,9 @@ class Watch:
         if every and step % every == 0:
             self._take_activations()
             if self.updates.has_snapshot:  # every update of this step, however many
-                self._sample["ratios"], self._sample["unchanged"] = self.updates.ratios()
-            self._store_sample(step)
+                self._sample["ratios"] = self.updates.ratios()
+            self._pending.append((step, self._sample))
+            self._sample = {}
         stepped, self._stepped = self._stepped, False
         lr = self._lr_used if self._lr_used is not None else _lr(self.optimizer)
         self._lr_used = None
@@ -277,14 +281,31 @@ class Watch:
                 obs = self.timeline.observations
                 obs[site] = max(obs.get(site, 0), n)
 
-    def _store_sample(self, step: int) -> None:
-        tl, s = self.timeline, self._sample
-        self._sample = {}
+    def _read_pending_samples(self) -> None:
+        """Read the buffered samples' device numbers to the host in one copy, into the timeline."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        tensors: list[torch.Tensor] = []
+        for _, s in pending:
+            tensors += list(s.get("dead", {}).values()) + list(s.get("saturated", {}).values())
+            if s.get("ratios") is not None:
+                tensors.append(s["ratios"].norms)
+        values = iter(read_samples(tensors))
+        for step, s in pending:
+            dead = {k: next(values)[0] for k in s.get("dead", {})}
+            saturated = {k: next(values)[0] for k in s.get("saturated", {})}
+            ratios, unchanged = ({}, None) if s.get("ratios") is None \
+                else s["ratios"].resolve(next(values))
+            self._store_sample(step, dead, saturated, ratios, unchanged)
+
+    def _store_sample(self, step: int, dead: dict[str, float], saturated: dict[str, float],
+                      ratios: dict[str, float], unchanged: list[str] | None) -> None:
+        tl = self.timeline
         j = len(tl.samples)
         tl.samples.append(step)
-        for key, series in (("dead", tl.dead), ("saturated", tl.saturated),
-                            ("ratios", tl.update_ratio)):
-            for site, value in s.get(key, {}).items():
+        for values, series in ((dead, tl.dead), (saturated, tl.saturated), (ratios, tl.update_ratio)):
+            for site, value in values.items():
                 col = series.setdefault(site, [])
                 col.extend([float("nan")] * (j - len(col)))
                 col.append(value)
@@ -292,11 +313,12 @@ class Watch:
         if isinstance(upd, UpdatesCheck):
             upd.unchanged_per_sample.extend([[]] * (j - len(upd.unchanged_per_sample)))
             # None: no optimizer step ran on this sample, so there is nothing to compare
-            upd.unchanged_per_sample.append(s.get("unchanged"))
+            upd.unchanged_per_sample.append(unchanged)
 
     # ---- judging ----------------------------------------------------------------------------
     def _flush(self, final: bool = False) -> None:
         self.recorder.flush(self.timeline)
+        self._read_pending_samples()
         if self.scaler is not None and hasattr(self.scaler, "get_scale") and self.timeline.steps:
             try:
                 scale = float(self.scaler.get_scale())

@@ -41,10 +41,14 @@ def _batches(bench: Workbench, epochs: int | None):
 
 def run_subject(subject: Subject, *, steps: int | None = None, epochs: int | None = None,
                 seed: int = 0, device: str = "cpu",
-                progress: Callable[[int, float | None], None] | None = None,
+                progress: Callable[[int, Any], None] | None = None,
                 **watch_options: Any) -> Watch:
     """Train ``subject`` for ``steps`` steps (or ``epochs`` epochs) with the watch on; the closed
-    Watch (``.report``) comes back. The caller's RNG is restored afterwards."""
+    Watch (``.report``) comes back. The caller's RNG is restored afterwards.
+
+    ``progress(step, loss)`` is called after every step with the step's loss as the step returned
+    it (a detached tensor, on the device, or a float or None): call ``float(loss)`` only on the
+    steps it shows, since on CUDA each read waits for the device."""
     if steps is None and epochs is None:
         raise SubjectError("Say how long to train.", hint="Pass --steps N or --epochs N.")
     bench = Workbench(subject, device=device, seed=seed)
@@ -71,7 +75,9 @@ def run_subject(subject: Subject, *, steps: int | None = None, epochs: int | Non
                 w.step(loss)
                 done += 1
                 if progress is not None:
-                    progress(done, float(loss.detach()) if isinstance(loss, torch.Tensor) else loss)
+                    # the loss as it came (a device tensor): reading it is the caller's choice,
+                    # on the steps it prints, so the loop adds no host sync per step
+                    progress(done, loss.detach() if isinstance(loss, torch.Tensor) else loss)
                 if w.should_stop:
                     break
     return w

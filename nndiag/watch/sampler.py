@@ -59,19 +59,21 @@ class ActivationSampler:
         self._handles = [self.model.register_forward_pre_hook(WatchHook(self._enter)),
                          self.model.register_forward_hook(WatchHook(self._exit), always_call=True)]
 
-    def disarm(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Stop tracing; (dead fraction, saturated fraction) per site seen."""
+    def disarm(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Stop tracing; (dead fraction, saturated fraction) per site seen, as 0-d tensors on the
+        model's device: the watch reads them at its next flush, with everything else, so a sample
+        step makes no host sync of its own (:func:`read_samples`)."""
         for h in self._handles:
             h.remove()
         self._handles = []
         self._leave()
-        dead = {k: 1.0 - float(v.float().mean()) for k, v in self.alive.items()}
+        dead = {k: 1.0 - v.float().mean() for k, v in self.alive.items()}
         self.last_observations, self.observations = self.observations, {}
         sat = {}
         for k, (count, obs) in self.sat.items():
             frac = count.float() / max(float(obs), 1.0)
             name = f"{k} (model output)" if k in self.output_sites else k
-            sat[name] = float((frac > self.unit_fraction).float().mean())
+            sat[name] = (frac > self.unit_fraction).float().mean()
         self.alive, self.sat, self._calls = {}, {}, {}
         return dead, sat
 
@@ -147,15 +149,30 @@ class UpdateSampler:
         with torch.no_grad():
             self._before = [p.detach().clone() for p in self.params]
 
-    def ratios(self) -> tuple[dict[str, float], list[str]]:
-        """(update/weight ratio per layer, parameters unchanged by the step); {} without snapshot."""
+    def ratios(self) -> "PendingRatios | None":
+        """The norms of this step's updates and of the weights before it, on device (read at the
+        next flush: :meth:`PendingRatios.resolve`); None without a snapshot."""
         if self._before is None:
-            return {}, []
+            return None
         with torch.no_grad():
             deltas = torch._foreach_sub([p.detach() for p in self.params], self._before)
-            dn = [float(x) for x in torch._foreach_norm(deltas)]
-            wn = [float(x) for x in torch._foreach_norm(self._before)]
+            dn = torch.stack([n.float() for n in torch._foreach_norm(deltas)])
+            wn = torch.stack([n.float() for n in torch._foreach_norm(self._before)])
         self._before = None
+        return PendingRatios(self.names, torch.stack([dn, wn]))
+
+
+class PendingRatios:
+    """One sample's update and weight norms per parameter, still on the device."""
+
+    def __init__(self, names: list[str], norms: torch.Tensor) -> None:
+        self.names, self.norms = names, norms  # norms: (2, parameters), update then weight
+
+    def resolve(self, values: list[float]) -> tuple[dict[str, float], list[str]]:
+        """(update/weight ratio per layer, parameters unchanged by the step) from ``values``, the
+        host copy of :attr:`norms` flattened."""
+        n = len(self.names)
+        dn, wn = values[:n], values[n:2 * n]
         num: dict[str, float] = {}
         den: dict[str, float] = {}
         unchanged = []
@@ -167,3 +184,20 @@ class UpdateSampler:
                 unchanged.append(name)
         out = {k: (math.sqrt(num[k]) / math.sqrt(den[k]) if den[k] > 0 else math.nan) for k in num}
         return out, unchanged
+
+
+def read_samples(tensors: list[torch.Tensor]) -> list[list[float]]:
+    """The host values of ``tensors`` (any shapes, any devices), flattened per tensor, with one
+    device-to-host copy per device: the one sync a flush makes for every buffered sample."""
+    out: list[list[float]] = [[] for _ in tensors]
+    by_device: dict[Any, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    for idx in by_device.values():
+        flat = torch.cat([tensors[i].detach().reshape(-1).double() for i in idx]).tolist()
+        at = 0
+        for i in idx:
+            k = tensors[i].numel()
+            out[i] = flat[at:at + k]
+            at += k
+    return out
