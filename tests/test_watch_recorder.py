@@ -22,16 +22,71 @@ def _params(*shapes):
     return out
 
 
-@pytest.mark.parametrize("flatten", [rec._flatten, rec._flatten_by_cat])  # torch's, and ours
+# the fused kernel (the default), and the general path with torch's flatten and with ours
+PATHS = ["fused", "flatten", "cat"]
+
+
+def _recorder(monkeypatch, path, names, params):
+    r = rec.Recorder(names, params)
+    if path != "fused":
+        r._fused_flag = False
+        monkeypatch.setattr(rec, "_flatten", rec._flatten if path == "flatten" else rec._flatten_by_cat)
+    return r
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", [0, 1, 2])
-def test_the_small_parameter_flag_sees_one_bad_value_anywhere(monkeypatch, flatten, bad, where):
-    monkeypatch.setattr(rec, "_flatten", flatten)
+def test_the_small_parameter_flag_sees_one_bad_value_anywhere(monkeypatch, path, bad, where):
     params = _params((10,), (4, 8), (3, 2, 2))  # a bias, a 2-D weight, a 3-D one
-    r = rec.Recorder(["a.bias", "b.weight", "c.weight"], params)
+    r = _recorder(monkeypatch, path, ["a.bias", "b.weight", "c.weight"], params)
     assert r.sentinel_finite(params)
     params[where].grad.view(-1)[-1] = bad
     assert not r.sentinel_finite(params)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_the_fused_flag_leaves_every_gradient_bit_for_bit(dtype):
+    """GradScaler's kernel at a scale of exactly 1 writes x * 1 = x: the user's gradients, subnormals
+    and signed zeros included, are unchanged."""
+    params = []
+    for i, shape in enumerate([(10,), (4, 8)]):
+        p = nn.Parameter(torch.zeros(shape, dtype=dtype))
+        p.grad = torch.randn(shape, generator=torch.Generator().manual_seed(i)).to(dtype)
+        params.append(p)
+    params[0].grad[:3] = torch.tensor([-0.0, 1e-40, -1e-40]).to(dtype)
+    before = [p.grad.clone() for p in params]
+    r = rec.Recorder(["a.bias", "b.weight"], params)
+    assert r.sentinel_finite(params) and r._fused_flag
+    for p, b in zip(params, before):
+        assert torch.equal(p.grad.view(torch.int8), b.view(torch.int8))  # bit patterns
+
+
+def test_gradients_the_fused_flag_cannot_take_use_the_general_path():
+    # a sparse gradient (nn.Embedding(sparse=True)): the kernel has no sparse version
+    emb = nn.Embedding(10, 3, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    r = rec.Recorder(["emb.weight"], [emb.weight])
+    assert r.sentinel_finite([emb.weight]) and not r._fused_flag
+    # a gradient that is part of a graph (create_graph=True) is never written to
+    w = nn.Parameter(torch.randn(4))
+    (w ** 3).sum().backward(create_graph=True)
+    version = w.grad._version
+    r = rec.Recorder(["w"], [w])
+    assert r.sentinel_finite([w]) and w.grad._version == version
+    w.grad.data[0] = float("nan")
+    assert not r.sentinel_finite([w])
+
+
+def test_the_flag_watches_the_biases_and_scales_when_the_model_has_them():
+    from nndiag.watch.core import sentinel_parameters
+
+    lstm = nn.LSTM(1, 32)  # every tensor is at most 4096 elements: only the biases carry the flag
+    assert [tuple(p.shape) for p in sentinel_parameters(list(lstm.parameters()))] == [(128,), (128,)]
+    no_bias = nn.Sequential(nn.Linear(4, 8, bias=False), nn.Linear(8, 2, bias=False))
+    assert len(sentinel_parameters(list(no_bias.parameters()))) == 2  # small weights instead
+    big = nn.Linear(100, 100, bias=False)
+    assert sentinel_parameters(list(big.parameters())) == [big.weight]  # the only one there is
 
 
 def test_the_flag_takes_missing_and_non_contiguous_gradients():

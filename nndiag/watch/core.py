@@ -43,6 +43,21 @@ __all__ = ["Watch", "TrainingStopped", "WatchWarning", "WatchHook"]
 SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
 
 
+def sentinel_parameters(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The parameters whose gradients carry the every-step finiteness flag between full-norm steps:
+    the vectors (biases, normalisation scales) up to SMALL_PARAM elements. A NaN or Inf in the
+    gradient reaching a layer's output is summed into its bias gradient, so every layer with a bias
+    reports it, at a few hundred elements instead of the weights' millions. Models without such
+    vectors fall back to the parameters up to SMALL_PARAM elements, then to all of them. A NaN made
+    only in a weight's own gradient (a weight-norm reparametrisation at a zero vector) is seen by
+    the next full-norm step, or by the next step's loss, after the update wrote it into the weight."""
+    vectors = [p for p in params if p.dim() <= 1 and p.numel() <= SMALL_PARAM]
+    if vectors:
+        return vectors
+    small = [p for p in params if p.numel() <= SMALL_PARAM]
+    return small if small else list(params)
+
+
 class Watch:
     """Watches one model (and its optimizer) while the user's own loop trains it."""
 
@@ -82,8 +97,7 @@ class Watch:
         # full per-parameter norms every norm_every steps (every step on CUDA, where the fused
         # kernel is cheap); in between only the small parameters' gradients are checked
         self.norm_every = config.norm_every or (1 if on_cuda else 5)
-        small = [p for p in self._params if p.numel() <= SMALL_PARAM]
-        self._small = small if small else self._params
+        self._small = sentinel_parameters(self._params)
         self.step_index = 0
         self._random = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) or "Dropout" in type(m).__name__
                            for m in model.modules())

@@ -50,18 +50,45 @@ class Recorder:
         self._losses: list[torch.Tensor | float] = []
         self._lrs: list[float] = []
         self._has_loss: list[bool] = []
+        self._found: torch.Tensor | None = None  # the fused flag's output (sentinel_finite)
+        self._unit: torch.Tensor | None = None
+        self._fused_flag = True
 
     def sentinel_finite(self, small: list[torch.nn.Parameter]) -> bool:
         """Whether the gradients of the small parameters (biases, norm scales) are finite: a NaN
         made anywhere in backward flows upstream into them, at a fraction of a full pass's cost.
 
-        Three tensor ops whatever the number and shapes of the parameters (flatten and concatenate
-        in one call, sum, read): NaN and Inf survive a sum, and on the CPU every op after the
-        backward costs microseconds. A sum that overflows from finite values reads as not finite;
-        the caller tells that apart exactly."""
+        One fused op and one read: GradScaler's own finiteness kernel
+        (``torch._amp_foreach_non_finite_check_and_unscale_``) over the gradients, with a scale
+        of exactly 1, so every value is left bit for bit as it was; it only sets a flag on the
+        first NaN/Inf element. It tests each element, so no sum can overflow. On the CPU every op
+        after a backward costs microseconds: this halved the flag's cost against flatten, sum and
+        read (benchmarks/watch_overhead.py, docs/watch.md). Gradients it cannot take (sparse ones,
+        gradients that are part of a graph under ``create_graph=True``, several devices) go
+        through :meth:`_summed_finite`."""
         grads = [g for g in (p.grad for p in small) if g is not None]
         if not grads:
             return True
+        found = self._found
+        if found is None or found.device != grads[0].device:
+            found = self._found = torch.zeros(1, device=grads[0].device)
+            self._unit = torch.ones(1, device=grads[0].device)
+        # a gradient that requires grad is part of a graph (create_graph=True): not written to
+        if self._fused_flag and not any(g.requires_grad for g in grads):
+            try:
+                # found stays 0 while every gradient is finite; the first non-finite one trips the
+                # watch, which then checks no more, so the flag is never reset
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._unit)
+                return found.item() == 0.0
+            except (RuntimeError, NotImplementedError):
+                self._fused_flag = False  # this model's gradients take the general path from now on
+        return self._summed_finite(grads)
+
+    @staticmethod
+    def _summed_finite(grads: list[torch.Tensor]) -> bool:
+        """The general flag: flatten and concatenate in one call, sum, read (NaN and Inf survive a
+        sum; a sum that overflows from finite values reads as not finite, which the caller tells
+        apart exactly)."""
         try:
             flat = _flatten(grads) if len(grads) > 1 else grads[0]
         except RuntimeError:  # gradients on several devices: one sum per gradient

@@ -1,0 +1,20 @@
+"""The overhead benchmarks run and print their tables (a few steps; the figures are not judged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _run(*args: str) -> str:
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
+                       env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_the_parts_benchmark_prints_every_arm():
+    out = _run("benchmarks/watch_overhead_parts.py", "--model", "mlp", "--rounds", "3", "--norm-every", "25")
+    for arm in ("floor", "minimal", "default", "minimal:norm_every=25", "default:norm_every=25"):
+        assert any(line.split()[0] == arm and line.rstrip().endswith("x") for line in out.splitlines()
+                   if line.strip()), out
