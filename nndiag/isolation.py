@@ -189,6 +189,18 @@ def run_cli_isolated(args: list[str]) -> int:
     chosen = [int(line.split()[1]) for line in lines if line.startswith("exit ")]
     if chosen and chosen[-1] == rc:
         return rc
+    if chosen and rc < 0:
+        # The check finished, printed its report and chose its status; the signal came while the
+        # interpreter shut down (a C++ thread of a gloo process group torn down under load ends
+        # in std::terminate, SIGABRT). The verdict stands: keep the chosen status, and say so.
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        sys.stderr.write(f"nndiag: note: the process ended with {name} while shutting down, after "
+                         f"the report; the exit status is the check's own ({chosen[-1]}).\n")
+        sys.stderr.flush()
+        return chosen[-1]
     stages = [line[len("stage "):] for line in lines if line.startswith("stage ")]
     from nndiag.ranks import launched_by_torchrun
 

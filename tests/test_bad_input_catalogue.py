@@ -96,6 +96,9 @@ C["SIGKILL at import"] = Case(H + "import os, signal\nos.kill(os.getpid(), signa
                               ("SIGKILL", "ended the process"), process=True)
 C["segfault at import"] = Case(H + "import ctypes\nctypes.string_at(0)\n", 2,
                                ("SIGSEGV", "crash"), process=True)
+C["abort while shutting down, after the report"] = Case(
+    GOOD + "import atexit, os\natexit.register(os.abort)\n", 0,
+    ("while shutting down, after the report", "the check's own (0)"), process=True)
 C["libc exit(0) at import"] = Case(H + "import ctypes\nctypes.CDLL(None).exit(0)\n", 2,
                                    ("ended the process", "exit status 0"), process=True)
 C["os._exit(0) in forward"] = Case(H + DATA + LOSS + textwrap.dedent("""
