@@ -62,8 +62,8 @@ class Recorder:
         (``torch._amp_foreach_non_finite_check_and_unscale_``) over the gradients, with a scale
         of exactly 1, so every value is left bit for bit as it was; it only sets a flag on the
         first NaN/Inf element. It tests each element, so no sum can overflow. On the CPU every op
-        after a backward costs microseconds: this halved the flag's cost against flatten, sum and
-        read (benchmarks/watch_overhead.py, docs/watch.md). Gradients it cannot take (sparse ones,
+        after a backward costs microseconds, so one kernel instead of three (flatten, sum, read)
+        matters (docs/watch.md, measured overhead). Gradients it cannot take (sparse ones,
         gradients that are part of a graph under ``create_graph=True``, several devices) go
         through :meth:`_summed_finite`."""
         grads = [g for g in (p.grad for p in small) if g is not None]
