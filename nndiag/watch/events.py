@@ -38,3 +38,19 @@ class WatchHook(functools.partial):
 
     def __deepcopy__(self, memo: dict) -> "WatchHook":
         return self
+
+    def __reduce__(self):
+        # torch.save(model) during a watch pickles the module's hook dicts: without this the whole
+        # watch (timeline, optimizer, the last batch) went into the checkpoint, and the loaded
+        # model fed a dead copy of it every forward. It is saved as a hook that does nothing.
+        return (_inert, ())
+
+
+def inert_hook(*args: Any, **kwargs: Any) -> None:
+    """What a watch hook is in a model pickled during the watch: it does nothing (returns None,
+    so the module's inputs and outputs stay as they are)."""
+    return None
+
+
+def _inert() -> Callable[..., None]:
+    return inert_hook
