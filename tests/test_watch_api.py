@@ -40,6 +40,62 @@ def test_watched_training_is_bitwise_the_plain_training_and_leaves_no_hook():
     assert w.report.subjects[0].status.value == "pass"
 
 
+def test_a_model_saved_whole_during_the_watch_carries_no_watch():
+    """torch.save(model) inside the watch (a plain loop's checkpoint) pickles the module's hook
+    dicts: the watch's hooks are saved as hooks that do nothing, not as the watch itself."""
+    import io
+    import pickle
+
+    model, opt = make(0)
+    plain = io.BytesIO()
+    torch.save(model, plain)
+    with nw.watch(model, opt, sample_every=2) as w:
+        train(model, opt, 4, 0, w)  # a sample is armed: the tracer's hooks are on the model too
+        assert _hook_counts(model, opt)[0] >= 2
+        saved = io.BytesIO()
+        torch.save(model, saved)
+    assert saved.tell() < plain.tell() + 2048  # the hooks' names, not a watch with its timeline
+    saved.seek(0)
+    loaded = torch.load(saved, weights_only=False)
+    hooks = [h for m in loaded.modules() for d in (m._forward_pre_hooks, m._forward_hooks)
+             for h in d.values()]
+    assert hooks and all(h is nw.events.inert_hook for h in hooks)
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert b"Watch" not in pickle.dumps(nw.WatchHook(w._capture))
+
+
+def test_a_second_optimizer_step_in_a_step_keeps_its_full_norms_and_lr():
+    """A loop that steps the optimizer twice per step (a GAN's two updates): the step that takes
+    full gradient norms (every norm_every-th on the CPU) keeps them, and every step its LR."""
+    model, opt = make(0)
+    data = batches(0)
+    lrs = []
+    from nndiag.watch.config import make_config
+    from nndiag.watch.core import Watch
+
+    # explicit_steps (as the drivers and callbacks): w.step() closes every step from the first,
+    # where a plain watch counts each optimizer step as a step until w.step() is first called
+    cfg = make_config(None, None, None, {"log_every": 5, "sample_every": 1000})
+    with Watch(model, opt, config=cfg, explicit_steps=True, on_event=lambda e: None) as w:
+        for step in range(20):
+            for g in opt.param_groups:
+                g["lr"] = 1e-3 * (1 + step)
+            lrs.append(1e-3 * (1 + step))
+            for _ in range(2):
+                x, y = next(data)
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+            w.step(loss)
+    tl = w.timeline
+    assert w.norm_every == 5
+    assert [i for i, m in enumerate(tl.measured) if m] == [0, 5, 10, 15]
+    assert tl.lr == lrs
+
+
 def test_the_nan_replay_leaves_the_user_rng_and_model_alone():
     model, opt = make(0)
     model.faulty.armed.fill_(1.0)

@@ -30,32 +30,14 @@ from nndiag.training_trace import _max_abs_finite
 from nndiag.watch.checks import AmpCheck, NanCheck, UpdatesCheck, make_checks
 from nndiag.watch.config import WatchConfig
 from nndiag.watch.distributed import attach, unwrap
-from nndiag.watch.recorder import UNMEASURED, Recorder
+from nndiag.watch.recorder import UNMEASURED, Recorder, sentinel_parameters
 from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
-from nndiag.watch.sampler import ActivationSampler, UpdateSampler, read_samples
+from nndiag.watch.sampler import ActivationSampler, UpdateSampler, store_samples
 from nndiag.watch.events import TrainingStopped, WatchHook, WatchWarning
 from nndiag.watch.timeline import Event, Timeline
 
-__all__ = ["Watch", "TrainingStopped", "WatchWarning", "WatchHook"]
-
-
-SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
-
-
-def sentinel_parameters(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    """The parameters whose gradients carry the every-step finiteness flag between full-norm steps:
-    the vectors (biases, normalisation scales) up to SMALL_PARAM elements. A NaN or Inf in the
-    gradient reaching a layer's output is summed into its bias gradient, so every layer with a bias
-    reports it, at a few hundred elements instead of the weights' millions. Models without such
-    vectors fall back to the parameters up to SMALL_PARAM elements, then to all of them. A NaN made
-    only in a weight's own gradient (a weight-norm reparametrisation at a zero vector) is seen by
-    the next full-norm step, or by the next step's loss, after the update wrote it into the weight."""
-    vectors = [p for p in params if p.dim() <= 1 and p.numel() <= SMALL_PARAM]
-    if vectors:
-        return vectors
-    small = [p for p in params if p.numel() <= SMALL_PARAM]
-    return small if small else list(params)
+__all__ = ["Watch", "TrainingStopped", "WatchWarning", "WatchHook", "sentinel_parameters"]
 
 
 class Watch:
@@ -94,6 +76,7 @@ class Watch:
         first = next(iter(self._params), None)
         on_cuda = first is not None and first.is_cuda
         self.sync_every = sync_every if sync_every is not None else (config.log_every if on_cuda else 1)
+        self._flag_every_step = self.sync_every == 1  # the CPU default: no modulo per step
         # full per-parameter norms every norm_every steps (every step on CUDA, where the fused
         # kernel is cheap); in between only the small parameters' gradients are checked
         self.norm_every = config.norm_every or (1 if on_cuda else 5)
@@ -220,29 +203,42 @@ class Watch:
         *inside* ``optimizer.step(closure)`` (Lightning) calls it from its before-step callback
         instead, with ``external_gradients=True``."""
         step = self.step_index
-        self._lr_used = _lr(self.optimizer)  # the LR of this update (a scheduler may step before w.step)
-        sample = self._sample_every and step % self._sample_every == 0
+        # the LR of this update (a scheduler may step before w.step); a float read inline, any
+        # other value (a tensor LR, a missing group) through _lr
+        groups = self.optimizer.param_groups if self.optimizer is not None else None
+        lr = groups[0].get("lr") if groups else None
+        self._lr_used = lr if type(lr) is float else _lr(self.optimizer)
+        every = self._sample_every
+        sample = every and step % every == 0
         if sample:
             self._take_activations()
             if not self.updates.has_snapshot:  # the first optimizer step of the step (GANs step twice)
                 self.updates.snapshot()
+        recorder = self.recorder
         full = sample or step % self.norm_every == 0
-        row = self.recorder.grad_norms() if full else UNMEASURED
-        self.recorder.record_grads(row)
+        row = recorder.grad_norms() if full else UNMEASURED
+        recorder._pending = row  # what record_grads does, without a call: this runs every step
         # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
         # the flag is read on the interval's last step, the step whose flush reads the buffers too,
         # so on CUDA (sync_every = log_every) the host waits for the device once per log interval
-        if self.scaler is None and not self._tripped and (step + 1) % self.sync_every == 0:
+        if self._flag_every_step or (step + 1) % self.sync_every == 0:
+            if self.scaler is not None or self._tripped:
+                return
             # NaN and Inf survive a sum: one reduction and one host read (a Python isfinite, not
             # one more tensor op); a finite sum that overflows is told apart just below
             finite = (math.isfinite(row.sum().item()) if full
-                      else self.recorder.sentinel_finite(self._small))
-            # the L2 norm of huge but finite values can overflow: confirm with max-abs first
-            bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
-            if self.distributed is not None:  # every rank takes the world's decision
-                bad = self.distributed.any_rank(bad)
-            if bad:
-                self._trip(step, "gradient")
+                      else recorder.sentinel_finite(self._small))
+            if not finite or self.distributed is not None:
+                self._confirm_gradients(step, finite)
+
+    def _confirm_gradients(self, step: int, finite: bool) -> None:
+        """Trip on non-finite gradients, once the flag said so (or, across ranks, with the world)."""
+        # the L2 norm of huge but finite values can overflow: confirm with max-abs first
+        bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
+        if self.distributed is not None:  # every rank takes the world's decision
+            bad = self.distributed.any_rank(bad)
+        if bad:
+            self._trip(step, "gradient")
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         if not self._explicit:
@@ -295,44 +291,12 @@ class Watch:
                 obs = self.timeline.observations
                 obs[site] = max(obs.get(site, 0), n)
 
-    def _read_pending_samples(self) -> None:
-        """Read the buffered samples' device numbers to the host in one copy, into the timeline."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        tensors: list[torch.Tensor] = []
-        for _, s in pending:
-            tensors += list(s.get("dead", {}).values()) + list(s.get("saturated", {}).values())
-            if s.get("ratios") is not None:
-                tensors.append(s["ratios"].norms)
-        values = iter(read_samples(tensors))
-        for step, s in pending:
-            dead = {k: next(values)[0] for k in s.get("dead", {})}
-            saturated = {k: next(values)[0] for k in s.get("saturated", {})}
-            ratios, unchanged = ({}, None) if s.get("ratios") is None \
-                else s["ratios"].resolve(next(values))
-            self._store_sample(step, dead, saturated, ratios, unchanged)
-
-    def _store_sample(self, step: int, dead: dict[str, float], saturated: dict[str, float],
-                      ratios: dict[str, float], unchanged: list[str] | None) -> None:
-        tl = self.timeline
-        j = len(tl.samples)
-        tl.samples.append(step)
-        for values, series in ((dead, tl.dead), (saturated, tl.saturated), (ratios, tl.update_ratio)):
-            for site, value in values.items():
-                col = series.setdefault(site, [])
-                col.extend([float("nan")] * (j - len(col)))
-                col.append(value)
-        upd = self._by_id.get("watch.updates")
-        if isinstance(upd, UpdatesCheck):
-            upd.unchanged_per_sample.extend([[]] * (j - len(upd.unchanged_per_sample)))
-            # None: no optimizer step ran on this sample, so there is nothing to compare
-            upd.unchanged_per_sample.append(unchanged)
-
     # ---- judging ----------------------------------------------------------------------------
     def _flush(self, final: bool = False) -> None:
         self.recorder.flush(self.timeline)
-        self._read_pending_samples()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            store_samples(pending, self.timeline, self._by_id.get("watch.updates"))
         if self.scaler is not None and hasattr(self.scaler, "get_scale") and self.timeline.steps:
             try:
                 scale = float(self.scaler.get_scale())

@@ -35,6 +35,24 @@ HOST_NORMS = 2048  # up to this many per-parameter norms per flush, per-layer su
 UNMEASURED = "unmeasured"  # a step whose full gradient norms were not taken (norm_every > 1)
 
 
+SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
+
+
+def sentinel_parameters(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The parameters whose gradients carry the every-step finiteness flag between full-norm steps:
+    the vectors (biases, normalisation scales) up to SMALL_PARAM elements. A NaN or Inf in the
+    gradient reaching a layer's output is summed into its bias gradient, so every layer with a bias
+    reports it, at a few hundred elements instead of the weights' millions. Models without such
+    vectors fall back to the parameters up to SMALL_PARAM elements, then to all of them. A NaN made
+    only in a weight's own gradient (a weight-norm reparametrisation at a zero vector) is seen by
+    the next full-norm step, or by the next step's loss, after the update wrote it into the weight."""
+    vectors = [p for p in params if p.dim() <= 1 and p.numel() <= SMALL_PARAM]
+    if vectors:
+        return vectors
+    small = [p for p in params if p.numel() <= SMALL_PARAM]
+    return small if small else list(params)
+
+
 class Recorder:
     """Per-step device buffers, flushed into a :class:`Timeline`."""
 
@@ -51,14 +69,31 @@ class Recorder:
         self._lrs: list[float] = []
         self._has_loss: list[bool] = []
         self._found: torch.Tensor | None = None  # the fused flag's output (sentinel_finite)
+        self._found_view: object = None  # its NumPy view on the CPU (read without a torch op)
         self._unit: torch.Tensor | None = None
         self._fused_flag = True
+
+    def _place_flag(self, device: torch.device) -> bool:
+        """Put the fused flag's tensors on ``device`` (the gradients' device); False when they
+        are already there, so the failure was the kernel's, not the placement's."""
+        if self._found is not None and self._found.device == device:
+            return False
+        self._found = torch.zeros(1, device=device)
+        self._unit = torch.ones(1, device=device)
+        self._found_view = None
+        if device.type == "cpu":
+            try:
+                self._found_view = self._found.numpy()
+            except (RuntimeError, TypeError):  # a torch built without NumPy: read with .item()
+                self._found_view = None
+        return True
 
     def sentinel_finite(self, small: list[torch.nn.Parameter]) -> bool:
         """Whether the gradients of the small parameters (biases, norm scales) are finite: a NaN
         made anywhere in backward flows upstream into them, at a fraction of a full pass's cost.
 
-        One fused op and one read: GradScaler's own finiteness kernel
+        One fused op and one read (on the CPU through a NumPy view of the flag, no torch op):
+        GradScaler's own finiteness kernel
         (``torch._amp_foreach_non_finite_check_and_unscale_``) over the gradients, with a scale
         of exactly 1, so every value is left bit for bit as it was; it only sets a flag on the
         first NaN/Inf element. It tests each element, so no sum can overflow. On the CPU every op
@@ -66,22 +101,34 @@ class Recorder:
         matters (docs/watch.md, measured overhead). Gradients it cannot take (sparse ones,
         gradients that are part of a graph under ``create_graph=True``, several devices) go
         through :meth:`_summed_finite`."""
-        grads = [g for g in (p.grad for p in small) if g is not None]
+        # one plain loop, no comprehension or generator frames: this runs every step
+        grads, in_graph = [], False
+        for p in small:
+            g = p.grad
+            if g is not None:
+                grads.append(g)
+                in_graph = in_graph or g.requires_grad
         if not grads:
             return True
-        found = self._found
-        if found is None or found.device != grads[0].device:
-            found = self._found = torch.zeros(1, device=grads[0].device)
-            self._unit = torch.ones(1, device=grads[0].device)
         # a gradient that requires grad is part of a graph (create_graph=True): not written to
-        if self._fused_flag and not any(g.requires_grad for g in grads):
+        if self._fused_flag and not in_graph:
             try:
                 # found stays 0 while every gradient is finite; the first non-finite one trips the
                 # watch, which then checks no more, so the flag is never reset
-                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._unit)
-                return found.item() == 0.0
-            except (RuntimeError, NotImplementedError):
-                self._fused_flag = False  # this model's gradients take the general path from now on
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found, self._unit)
+            except (RuntimeError, NotImplementedError, TypeError):
+                if not self._place_flag(grads[0].device):  # not a first call, nor a model moved
+                    self._fused_flag = False  # the kernel cannot take these gradients
+                    return self._summed_finite(grads)
+                try:
+                    torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found, self._unit)
+                except (RuntimeError, NotImplementedError):
+                    self._fused_flag = False  # this model's gradients take the general path from now on
+                    return self._summed_finite(grads)
+            # on the CPU the flag is read through a NumPy view of its memory: no torch op at all
+            # (each op after a backward costs microseconds there); elsewhere one read
+            view = self._found_view
+            return not view[0] if view is not None else self._found.item() == 0.0  # found 0: all finite
         return self._summed_finite(grads)
 
     @staticmethod
@@ -119,8 +166,9 @@ class Recorder:
         """Close one step: its loss (a device tensor, not synced), LR and whether the optimizer ran."""
         self._norms.append(self._pending if stepped else None)
         self._pending = None
-        # detach only (one op): the reshape and dtype cast wait for the flush
-        self._losses.append(loss.detach() if isinstance(loss, torch.Tensor)
+        # .data: the values without the graph, and without an op through the dispatcher (detach()
+        # is one, which costs microseconds after a backward on the CPU); the flush reads them
+        self._losses.append(loss.data if isinstance(loss, torch.Tensor)
                             else (NAN if loss is None else float(loss)))
         self._lrs.append(lr)
         self._has_loss.append(loss is not None)

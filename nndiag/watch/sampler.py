@@ -201,3 +201,32 @@ def read_samples(tensors: list[torch.Tensor]) -> list[list[float]]:
             out[i] = flat[at:at + k]
             at += k
     return out
+
+
+def store_samples(pending: list[tuple[int, dict[str, Any]]], timeline: Any, updates_check: Any) -> None:
+    """Read the buffered samples' device numbers to the host in one copy (:func:`read_samples`)
+    and append them to ``timeline``: dead and saturated fractions and update ratios per site, and
+    the parameters unchanged by each sample's update, for ``updates_check`` (``watch.updates``)."""
+    tensors: list[torch.Tensor] = []
+    for _, s in pending:
+        tensors += list(s.get("dead", {}).values()) + list(s.get("saturated", {}).values())
+        if s.get("ratios") is not None:
+            tensors.append(s["ratios"].norms)
+    values = iter(read_samples(tensors))
+    tl = timeline
+    for step, s in pending:
+        dead = {k: next(values)[0] for k in s.get("dead", {})}
+        saturated = {k: next(values)[0] for k in s.get("saturated", {})}
+        ratios, unchanged = ({}, None) if s.get("ratios") is None else s["ratios"].resolve(next(values))
+        j = len(tl.samples)
+        tl.samples.append(step)
+        for found, series in ((dead, tl.dead), (saturated, tl.saturated), (ratios, tl.update_ratio)):
+            for site, value in found.items():
+                col = series.setdefault(site, [])
+                col.extend([float("nan")] * (j - len(col)))
+                col.append(value)
+        if updates_check is not None and hasattr(updates_check, "unchanged_per_sample"):
+            per = updates_check.unchanged_per_sample
+            per.extend([[]] * (j - len(per)))
+            # None: no optimizer step ran on this sample, so there is nothing to compare
+            per.append(unchanged)
