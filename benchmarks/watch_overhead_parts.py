@@ -16,6 +16,12 @@ Each round runs 10 steps per arm in an order shuffled per round. The table shows
 CPU time per step over ``plain`` in the same round, its standard error, and the ratio. This is
 more stable than the per-step medians of ``watch_overhead.py`` on a machine whose A/A range spans
 several percent, because the paired differences of many rounds average the noise.
+
+``--phases`` splits the step instead: arms ``plain``, ``plain2`` (the A/A control), ``floor``,
+``minimal`` and ``default``, and for each the median CPU time of the forward (with the loss),
+the backward, ``optimizer.step()`` (where the step pre-hook runs) and ``w.step(loss)``, over the
+steady steps only: no full-norm step, no sample step, no flush, so the medians are what the
+per-step medians of ``watch_overhead.py`` see. It shows which hook a cost sits in.
 """
 
 from __future__ import annotations
@@ -79,15 +85,82 @@ def _arms(model, norm_every: list[int]):
     return arms
 
 
+PHASES = ("forward", "backward", "optimizer.step", "w.step", "total")
+
+
+def _steady(step: int) -> bool:
+    """A step with no full norms (every 5th on CPU), no sample (every 50th, and the traced
+    forward before it) and no flush (every 25th)."""
+    return step % 5 != 0 and step % 50 not in (1, 49) and step % 25 != 24
+
+
+def phases(model, x, y, loss_fn, rounds: int) -> dict[str, dict[str, float]]:
+    """{arm: {phase: median microseconds over the steady steps}}."""
+    arms = {}
+    for name in ("plain", "plain2", "floor", "minimal", "default"):
+        m = copy.deepcopy(model)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        w = None
+        if name == "floor":
+            _floor_hooks(m, opt)
+        elif name in ("minimal", "default"):
+            w = nw.watch(m, opt, profile=name, on_event=lambda e: None, raise_on_stop=False).start()
+        arms[name] = (m, opt, w, {ph: [] for ph in PHASES})
+    clock = time.thread_time_ns
+    order = list(arms)
+    shuffle = random.Random(0).shuffle
+    warm = 5
+    for r in range(rounds + warm):
+        shuffle(order)
+        for a in order:
+            m, opt, w, kept = arms[a]
+            for j in range(10):
+                t0 = clock()
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(m(x), y)
+                t1 = clock()
+                loss.backward()
+                t2 = clock()
+                opt.step()
+                t3 = clock()
+                if w is not None:
+                    w.step(loss)
+                elif a == "floor":
+                    loss.detach()
+                t4 = clock()
+                if r >= warm and _steady(r * 10 + j):
+                    for ph, v in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                        kept[ph].append(v / 1e3)
+    for _, _, w, _ in arms.values():
+        if w is not None:
+            w.close()
+    return {a: {ph: statistics.median(v) for ph, v in kept.items()} for a, (_, _, _, kept) in arms.items()}
+
+
+def print_phases(name: str, rounds: int, table: dict[str, dict[str, float]]) -> None:
+    """The phase table, each arm's medians and their difference to plain."""
+    print(f"torch {torch.__version__}; {name}; {rounds} rounds of 10 steps per arm; CPU time of the "
+          f"training thread; median over steady steps (no full norms, sample or flush), us")
+    print(f"{'arm':10s}" + "".join(f"{ph:>22s}" for ph in PHASES))
+    base = table["plain"]
+    for a, row in table.items():
+        cells = "".join(f"{row[ph]:>12.1f} ({row[ph] - base[ph]:+6.1f})" for ph in PHASES)
+        print(f"{a:10s}{cells}  {row['total'] / base['total']:.3f}x")
+
+
 def main(argv=None) -> int:
     """Print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="mlp", choices=["mlp", "cnn", "lstm", "transformer"])
     p.add_argument("--rounds", type=int, default=400, help="rounds of 10 steps per arm")
     p.add_argument("--norm-every", default="10,25", help="extra norm_every values to try")
+    p.add_argument("--phases", action="store_true", help="split the steady step by phase instead")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model, (x, y), loss_fn = _case(args.model)
+    if args.phases:
+        print_phases(args.model, args.rounds, phases(model, x, y, loss_fn, args.rounds))
+        return 0
     arms = _arms(model, [int(v) for v in args.norm_every.split(",") if v])
     times = {a: [] for a in arms}
     order = list(arms)

@@ -18,3 +18,11 @@ def test_the_parts_benchmark_prints_every_arm():
     for arm in ("floor", "minimal", "default", "minimal:norm_every=25", "default:norm_every=25"):
         assert any(line.split()[0] == arm and line.rstrip().endswith("x") for line in out.splitlines()
                    if line.strip()), out
+
+
+def test_the_phase_split_prints_every_arm_and_phase():
+    out = _run("benchmarks/watch_overhead_parts.py", "--model", "mlp", "--rounds", "6", "--phases")
+    lines = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    assert set(lines) == {"plain", "plain2", "floor", "minimal", "default"}, out
+    for arm, line in lines.items():
+        assert line.rstrip().endswith("x") and line.count("(") == 5, line
