@@ -26,3 +26,10 @@ def test_the_phase_split_prints_every_arm_and_phase():
     assert set(lines) == {"plain", "plain2", "floor", "minimal", "default"}, out
     for arm, line in lines.items():
         assert line.rstrip().endswith("x") and line.count("(") == 5, line
+
+
+def test_the_hook_call_benchmark_prints_every_callable():
+    out = _run("benchmarks/hook_call_cost.py", "--repeats", "2", "--number", "50")
+    names = [line[:20].strip() for line in out.splitlines()[2:] if line.strip()]
+    assert names == ["none", "lambda", "bound method", "functools.partial", "WatchHook",
+                     "proxy method", "proxy __call__"], out
