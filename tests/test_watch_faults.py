@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 
 import nndiag.watch as nw
 from watch_helpers import make, train
@@ -134,3 +135,64 @@ def test_a_collapsing_grad_scaler_scale_is_reported_and_stops(seed):
     ev = info.value.event
     assert ev.check == "watch.amp" and "collapsed" in ev.message and ev.step < 10
     assert w.report.subjects[0].result("watch.nan").status.value == "pass"  # skips are not NaN bugs
+
+
+class _SumNet(nn.Module):
+    """Linear-ReLU-Linear trained on the *sum* of its outputs: the loss's gradient does not depend
+    on the output, so a NaN input row gives NaN weight gradients but finite bias gradients (the
+    ReLU's backward masks the NaN rows to 0 and the sum's gradient is all ones)."""
+
+    def __init__(self, hidden: int = 16, first_in: int = 8, out: int = 2) -> None:
+        super().__init__()
+        self.inp = nn.Linear(first_in, hidden)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(hidden, out)
+
+    def forward(self, x):
+        return self.out(self.act(self.inp(x)))
+
+
+def _sum_loss_run(model, opt, k, steps=20, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    with nw.watch(model, opt, on_event=lambda e: None, **kw) as w:
+        for step in range(steps):
+            x = torch.randn(4, model.inp.in_features, generator=g)
+            if step == k:
+                x[0, 0] = float("nan")  # one bad sample in the data
+            opt.zero_grad(set_to_none=True)
+            loss = model(x).sum()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    return w
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_nan_input_whose_gradients_reach_no_bias_stops_before_the_update(seed):
+    """The small weights are checked every step with the biases: the NaN input at step k trips at k,
+    before SGD writes it into the weights (k is not a full-norm step on the CPU)."""
+    torch.manual_seed(seed)
+    model = _SumNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    k = 6 + seed
+    with pytest.raises(nw.TrainingStopped) as info:
+        _sum_loss_run(model, opt, k, seed=seed)
+    ev = info.value.event
+    assert ev.check == "watch.nan" and ev.step == k, ev.message
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_non_finite_loss_the_flag_missed_is_named_at_its_own_step(seed):
+    """Weights too large for the every-step flag (5000 elements each): the NaN input's gradients
+    reach no checked parameter, the update writes NaN into the weights, and a later check trips.
+    The verdict names the step whose loss was first non-finite, not the later one."""
+    torch.manual_seed(seed)
+    model = _SumNet(hidden=50, first_in=100, out=100)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    k = 6 + seed
+    with pytest.raises(nw.TrainingStopped) as info:
+        _sum_loss_run(model, opt, k, seed=seed, log_every=25)
+    ev = info.value.event
+    assert ev.check == "watch.nan" and ev.step == k, ev.message
+    assert "loss" in ev.message and f"step {k}" in ev.message

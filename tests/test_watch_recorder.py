@@ -81,12 +81,19 @@ def test_gradients_the_fused_flag_cannot_take_use_the_general_path():
 def test_the_flag_watches_the_biases_and_scales_when_the_model_has_them():
     from nndiag.watch.core import sentinel_parameters
 
-    lstm = nn.LSTM(1, 32)  # every tensor is at most 4096 elements: only the biases carry the flag
-    assert [tuple(p.shape) for p in sentinel_parameters(list(lstm.parameters()))] == [(128,), (128,)]
+    lstm = nn.LSTM(1, 32)  # every tensor is at most 4096 elements: the biases, then the weights
+    assert [tuple(p.shape) for p in sentinel_parameters(list(lstm.parameters()))] == \
+        [(128,), (128,), (128, 32), (128, 1)]
     no_bias = nn.Sequential(nn.Linear(4, 8, bias=False), nn.Linear(8, 2, bias=False))
     assert len(sentinel_parameters(list(no_bias.parameters()))) == 2  # small weights instead
     big = nn.Linear(100, 100, bias=False)
     assert sentinel_parameters(list(big.parameters())) == [big.weight]  # the only one there is
+    # weights within the budget, the output layer (registered last) first; large ones left out
+    mlp = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    picked = sentinel_parameters(list(mlp.parameters()))
+    assert [tuple(p.shape) for p in picked] == [(128,), (64,), (10,), (10, 64)]
+    many = [nn.Parameter(torch.zeros(64, 64)) for _ in range(6)]  # 4096 each
+    assert len(sentinel_parameters(many)) == 4 and sentinel_parameters(many)[0] is many[-1]
 
 
 def test_the_flag_takes_missing_and_non_contiguous_gradients():

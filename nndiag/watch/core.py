@@ -314,6 +314,19 @@ class Watch:
 
     def _trip(self, step: int, stage: str) -> None:
         self._tripped = True
+        earlier = self._earlier_bad_loss(step)
+        if earlier is not None:  # the first bad step is earlier: name it, not this one
+            first, value = earlier
+            nan = self._by_id["watch.nan"]
+            before = len(nan.events)
+            nan.trip(first, "loss", "", (
+                f"the loss is {value}. Its gradients reached none of the parameters checked every "
+                f"step (biases, norm scales, small weights), so the update wrote non-finite values "
+                f"into the weights, found at step {step}. Only the last batch is kept, so this "
+                f"step's producer cannot be replayed: rerun with norm_every=1 to stop at it"))
+            for event in nan.events[before:]:
+                self._handle(event)
+            return
         where, detail = "", ("the replayed forward was finite, so the loss or the backward "
                              "produced it (pass replay_loss= to locate it in backward)")
         try:
@@ -332,6 +345,22 @@ class Watch:
         nan.trip(step, stage, where, detail)
         for event in nan.events[before:]:
             self._handle(event)
+
+    def _earlier_bad_loss(self, step: int) -> tuple[int, float] | None:
+        """(step, value) of the first non-finite loss still buffered on the device before ``step``
+        (read only on a trip). None with a GradScaler (its skipped steps carry inf losses) or
+        across ranks (judged with the others at the flush)."""
+        if self.scaler is not None or self.distributed is not None:
+            return None
+        rec, first = self.recorder, self.timeline.steps  # the buffer starts after the flushed steps
+        for i, (value, has) in enumerate(zip(rec._losses, rec._has_loss)):
+            if first + i >= step:
+                break
+            if has:
+                v = float(value.reshape(-1)[0]) if isinstance(value, torch.Tensor) else float(value)
+                if not math.isfinite(v):
+                    return first + i, v
+        return None
 
     def _handle(self, event: Event) -> None:
         policy = self.cfg.policy_of(event.check)

@@ -35,22 +35,30 @@ HOST_NORMS = 2048  # up to this many per-parameter norms per flush, per-layer su
 UNMEASURED = "unmeasured"  # a step whose full gradient norms were not taken (norm_every > 1)
 
 
-SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales) are checked every step
+SMALL_PARAM = 4096  # parameters up to this size (biases, norm scales, small weights) are checked every step
+SENTINEL_BUDGET = 16384  # at most this many elements in the every-step flag (its cost is per tensor, mostly)
 
 
 def sentinel_parameters(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    """The parameters whose gradients carry the every-step finiteness flag between full-norm steps:
-    the vectors (biases, normalisation scales) up to SMALL_PARAM elements. A NaN or Inf in the
-    gradient reaching a layer's output is summed into its bias gradient, so every layer with a bias
-    reports it, at a few hundred elements instead of the weights' millions. Models without such
-    vectors fall back to the parameters up to SMALL_PARAM elements, then to all of them. A NaN made
-    only in a weight's own gradient (a weight-norm reparametrisation at a zero vector) is seen by
-    the next full-norm step, or by the next step's loss, after the update wrote it into the weight."""
-    vectors = [p for p in params if p.dim() <= 1 and p.numel() <= SMALL_PARAM]
-    if vectors:
-        return vectors
-    small = [p for p in params if p.numel() <= SMALL_PARAM]
-    return small if small else list(params)
+    """The parameters whose gradients carry the every-step finiteness flag between full-norm steps.
+
+    First the vectors (biases, normalisation scales) up to SMALL_PARAM elements: a NaN or Inf in
+    the gradient reaching a layer's output is summed into its bias gradient. That misses a NaN
+    *activation* when the loss's gradient does not depend on the output (a sum or mean of the
+    outputs): the ReLU's backward masks the NaN rows to zero and the biases' gradients stay finite,
+    while every weight downstream of the NaN gets one (NaN times anything is NaN). So the weights
+    up to SMALL_PARAM elements come next, the last registered first (the output layer usually is,
+    and it is downstream of everything), within SENTINEL_BUDGET elements. A model without any of
+    these falls back to all its parameters. A NaN that reaches none of them (weights all larger) is
+    seen by the next full-norm step; the watch then names the step whose loss was first
+    non-finite (:meth:`nndiag.watch.core.Watch._trip`)."""
+    chosen = [p for p in params if p.dim() <= 1 and p.numel() <= SMALL_PARAM]
+    total = sum(p.numel() for p in chosen)
+    for p in reversed(params):
+        if p.dim() >= 2 and p.numel() <= SMALL_PARAM and total + p.numel() <= SENTINEL_BUDGET:
+            chosen.append(p)
+            total += p.numel()
+    return chosen if chosen else list(params)
 
 
 class Recorder:
