@@ -196,3 +196,31 @@ def test_a_non_finite_loss_the_flag_missed_is_named_at_its_own_step(seed):
     ev = info.value.event
     assert ev.check == "watch.nan" and ev.step == k, ev.message
     assert "loss" in ev.message and f"step {k}" in ev.message
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("loss_kind", ["sum", "cross_entropy"])
+def test_a_nan_in_the_data_is_named_as_the_data_not_a_layer(seed, loss_kind):
+    """A bad sample (one NaN in the batch) is the commonest NaN of all: the verdict says the batch
+    came in non-finite, at its step, instead of 'the replayed forward was finite'."""
+    torch.manual_seed(seed)
+    model = _SumNet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    k = 5 + seed
+    g = torch.Generator().manual_seed(seed)
+    with pytest.raises(nw.TrainingStopped) as info:
+        with nw.watch(model, opt, on_event=lambda e: None) as w:
+            for step in range(20):
+                x, y = torch.randn(8, 8, generator=g), torch.randint(0, 2, (8,), generator=g)
+                if step == k:
+                    x[3, 5] = float("nan")
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = out.sum() if loss_kind == "sum" else nn.functional.cross_entropy(out, y)
+                loss.backward()
+                opt.step()
+                w.step(loss)
+    ev = info.value.event
+    assert ev.check == "watch.nan" and ev.step == k, ev.message
+    assert ev.where == "the batch" and "argument 0" in ev.message and "1 NaN/Inf of 64" in ev.message
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())

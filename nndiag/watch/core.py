@@ -335,7 +335,8 @@ class Watch:
         except Exception as exc:  # noqa: BLE001 - the replay must never break the user's run
             producer, detail = None, f"the replay to locate it failed: {exc}"
         if producer is not None:
-            stage = {"forward": "value produced", "loss": "loss", "backward": "gradient produced",
+            stage = {"input": "input", "forward": "value produced", "loss": "loss",
+                     "backward": "gradient produced",
                      "gradients": "gradient", "parameters": "parameter"}.get(producer.stage, stage)
             where, detail = producer.where, producer.detail
         if self.distributed is not None:  # every rank replayed its own batch: name the rank

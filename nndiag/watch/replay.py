@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from nndiag.nan_locator import _FirstNonFinite, _describe
-from nndiag.torchhooks import CallTracer, all_finite, module_label
+from nndiag.torchhooks import CallTracer, all_finite, is_float_tensor, iter_tensors, module_label
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Captured:
 class Producer:
     """Where the first non-finite value came from."""
 
-    stage: str  # forward | loss | backward | gradients | parameters | unknown
+    stage: str  # input | forward | loss | backward | gradients | parameters | unknown
     where: str
     detail: str
 
@@ -58,6 +58,9 @@ def replay(model: torch.nn.Module, cap: Captured | None,
                         f"({len(bad)} parameter(s)): an earlier update or the initialisation put it there")
     if cap is None:
         return None
+    bad_input = _non_finite_input(cap)
+    if bad_input is not None:  # nothing in the model made it: the batch came in that way
+        return bad_input
     twin = copy.deepcopy(model, {id(o): o for o in shared})
     _drop_watch_hooks(twin)
     devices = [torch.cuda.current_device()] if cap.cuda_rng is not None else []
@@ -67,6 +70,23 @@ def replay(model: torch.nn.Module, cap: Captured | None,
         if cap.cuda_rng is not None:
             torch.cuda.set_rng_state(cap.cuda_rng)
         return _instrumented(twin, cap, loss_of)
+
+
+def _non_finite_input(cap: Captured) -> Producer | None:
+    """The batch itself holds NaN/Inf (a bad sample in the data): named before any replay, since
+    every op downstream would only pass it on."""
+    inputs = [(f"argument {i}", a) for i, a in enumerate(cap.args)]
+    inputs += [(f"argument {k!r}", v) for k, v in cap.kwargs.items()]
+    for label, value in inputs:
+        for t in iter_tensors(value):
+            if is_float_tensor(t) and t.numel():
+                bad = int((~torch.isfinite(t.detach())).sum())
+                if bad:
+                    return Producer("input", "the batch", (
+                        f"{label} of the model's forward holds {bad} NaN/Inf of {t.numel()} values: "
+                        "the data came in non-finite, no layer produced it (check the dataset or "
+                        "its preprocessing for this batch)"))
+    return None
 
 
 def _instrumented(twin, cap, loss_of) -> Producer | None:
