@@ -50,6 +50,8 @@ FACTORIES = {"zeros", "ones", "empty", "full", "tensor", "as_tensor", "randn", "
 #: Factory calls without device= in nndiag's code, reviewed: (file, text on the line) -> why it is
 #: right on any device. The text is matched inside the source line, so moving the line is fine.
 REVIEWED = {
+    ("watch/recorder.py", "self._found_view = self._found.numpy()"):
+        "a NumPy view of the flag, taken only when the flag is on the CPU; no tensor is made",
     ("probes/batch_independence/__init__.py", "torch.randn(own.shape, generator=gen).to("):
         "a CPU generator gives the same weights on every device; moved to the output's device",
     ("probes/batch_independence/inputs.py", "torch.randn(t[i].shape, generator=gen).to("):
