@@ -76,7 +76,6 @@ class Watch:
         first = next(iter(self._params), None)
         on_cuda = first is not None and first.is_cuda
         self.sync_every = sync_every if sync_every is not None else (config.log_every if on_cuda else 1)
-        self._flag_every_step = self.sync_every == 1  # the CPU default: no modulo per step
         # full per-parameter norms every norm_every steps (every step on CUDA, where the fused
         # kernel is cheap); in between only the small parameters' gradients are checked
         self.norm_every = config.norm_every or (1 if on_cuda else 5)
@@ -203,42 +202,29 @@ class Watch:
         *inside* ``optimizer.step(closure)`` (Lightning) calls it from its before-step callback
         instead, with ``external_gradients=True``."""
         step = self.step_index
-        # the LR of this update (a scheduler may step before w.step); a float read inline, any
-        # other value (a tensor LR, a missing group) through _lr
-        groups = self.optimizer.param_groups if self.optimizer is not None else None
-        lr = groups[0].get("lr") if groups else None
-        self._lr_used = lr if type(lr) is float else _lr(self.optimizer)
-        every = self._sample_every
-        sample = every and step % every == 0
+        self._lr_used = _lr(self.optimizer)  # the LR of this update (a scheduler may step before w.step)
+        sample = self._sample_every and step % self._sample_every == 0
         if sample:
             self._take_activations()
             if not self.updates.has_snapshot:  # the first optimizer step of the step (GANs step twice)
                 self.updates.snapshot()
-        recorder = self.recorder
         full = sample or step % self.norm_every == 0
-        row = recorder.grad_norms() if full else UNMEASURED
-        recorder._pending = row  # what record_grads does, without a call: this runs every step
+        row = self.recorder.grad_norms() if full else UNMEASURED
+        self.recorder.record_grads(row)
         # with a GradScaler, non-finite gradients make it skip the step: watch.amp judges those
         # the flag is read on the interval's last step, the step whose flush reads the buffers too,
         # so on CUDA (sync_every = log_every) the host waits for the device once per log interval
-        if self._flag_every_step or (step + 1) % self.sync_every == 0:
-            if self.scaler is not None or self._tripped:
-                return
+        if self.scaler is None and not self._tripped and (step + 1) % self.sync_every == 0:
             # NaN and Inf survive a sum: one reduction and one host read (a Python isfinite, not
             # one more tensor op); a finite sum that overflows is told apart just below
             finite = (math.isfinite(row.sum().item()) if full
-                      else recorder.sentinel_finite(self._small))
-            if not finite or self.distributed is not None:
-                self._confirm_gradients(step, finite)
-
-    def _confirm_gradients(self, step: int, finite: bool) -> None:
-        """Trip on non-finite gradients, once the flag said so (or, across ranks, with the world)."""
-        # the L2 norm of huge but finite values can overflow: confirm with max-abs first
-        bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
-        if self.distributed is not None:  # every rank takes the world's decision
-            bad = self.distributed.any_rank(bad)
-        if bad:
-            self._trip(step, "gradient")
+                      else self.recorder.sentinel_finite(self._small))
+            # the L2 norm of huge but finite values can overflow: confirm with max-abs first
+            bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
+            if self.distributed is not None:  # every rank takes the world's decision
+                bad = self.distributed.any_rank(bad)
+            if bad:
+                self._trip(step, "gradient")
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         if not self._explicit:
