@@ -209,6 +209,12 @@ def is_float_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex())
 
 
+def count_non_finite(obj: Any) -> int:
+    """How many NaN/Inf values the floating-point tensors inside ``obj`` hold (one sync each)."""
+    return sum(int((~torch.isfinite(t.detach())).sum()) for t in iter_tensors(obj)
+               if is_float_tensor(t) and t.numel())
+
+
 def all_finite(obj: Any) -> bool:
     """True when every floating-point tensor inside ``obj`` holds only finite values."""
     for t in iter_tensors(obj):

@@ -23,7 +23,7 @@ from nndiag.batches import iter_tensors, split_batch
 from nndiag.errors import SubjectError
 from nndiag.passes import TRAINING_SAMPLES, TrainingPass
 from nndiag.workbench import Workbench
-from nndiag.torchhooks import all_finite
+from nndiag.torchhooks import all_finite, count_non_finite
 
 
 @dataclass
@@ -90,8 +90,7 @@ def _check_batch(batch: Any, step: int, source: str) -> NonFinite | None:
         inputs, targets = batch, None
     for stage, part in (("inputs", inputs), ("targets", targets)):
         if part is not None and not all_finite(part):
-            count = sum(int((~torch.isfinite(t)).sum()) for t in iter_tensors(part)
-                        if t.is_floating_point())
+            count = count_non_finite(part)
             return NonFinite(step, stage, stage, f"{count} non-finite value(s) in the batch {stage}")
     return None
 

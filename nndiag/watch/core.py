@@ -339,15 +339,8 @@ class Watch:
         across ranks (judged with the others at the flush)."""
         if self.scaler is not None or self.distributed is not None:
             return None
-        rec, first = self.recorder, self.timeline.steps  # the buffer starts after the flushed steps
-        for i, (value, has) in enumerate(zip(rec._losses, rec._has_loss)):
-            if first + i >= step:
-                break
-            if has:
-                v = float(value.reshape(-1)[0]) if isinstance(value, torch.Tensor) else float(value)
-                if not math.isfinite(v):
-                    return first + i, v
-        return None
+        # the buffer starts after the flushed steps
+        return self.recorder.first_non_finite_loss(self.timeline.steps, step)
 
     def _handle(self, event: Event) -> None:
         policy = self.cfg.policy_of(event.check)

@@ -181,6 +181,18 @@ class Recorder:
         self._lrs.append(lr)
         self._has_loss.append(loss is not None)
 
+    def first_non_finite_loss(self, first_step: int, before: int) -> tuple[int, float] | None:
+        """(step, value) of the first non-finite loss still buffered, the buffer holding the steps
+        from ``first_step`` on, among those before ``before``; reads the device (a trip only)."""
+        for i, (value, has) in enumerate(zip(self._losses, self._has_loss)):
+            if first_step + i >= before:
+                break
+            if has:
+                v = float(value.reshape(-1)[0]) if isinstance(value, torch.Tensor) else float(value)
+                if not math.isfinite(v):
+                    return first_step + i, v
+        return None
+
     def set_last_loss(self, loss: torch.Tensor | float, timeline: Timeline) -> None:
         """Attach a loss to the step already closed (by the optimizer hook, before ``w.step``)."""
         value = loss.detach().reshape(()).float() if isinstance(loss, torch.Tensor) else float(loss)

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 
 from nndiag.nan_locator import _FirstNonFinite, _describe
-from nndiag.torchhooks import CallTracer, all_finite, is_float_tensor, iter_tensors, module_label
+from nndiag.torchhooks import (CallTracer, all_finite, count_non_finite, is_float_tensor, iter_tensors,
+                               module_label)
 
 
 @dataclass
@@ -78,14 +79,13 @@ def _non_finite_input(cap: Captured) -> Producer | None:
     inputs = [(f"argument {i}", a) for i, a in enumerate(cap.args)]
     inputs += [(f"argument {k!r}", v) for k, v in cap.kwargs.items()]
     for label, value in inputs:
-        for t in iter_tensors(value):
-            if is_float_tensor(t) and t.numel():
-                bad = int((~torch.isfinite(t.detach())).sum())
-                if bad:
-                    return Producer("input", "the batch", (
-                        f"{label} of the model's forward holds {bad} NaN/Inf of {t.numel()} values: "
-                        "the data came in non-finite, no layer produced it (check the dataset or "
-                        "its preprocessing for this batch)"))
+        bad = count_non_finite(value)
+        if bad:
+            total = sum(t.numel() for t in iter_tensors(value) if is_float_tensor(t))
+            return Producer("input", "the batch", (
+                f"{label} of the model's forward holds {bad} NaN/Inf of {total} values: "
+                "the data came in non-finite, no layer produced it (check the dataset or "
+                "its preprocessing for this batch)"))
     return None
 
 
