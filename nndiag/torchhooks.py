@@ -192,6 +192,17 @@ class CallTracer:
             self._producers.clear()
 
 
+def uncompiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The eager module under ``torch.compile`` wrappers (``OptimizedModule._orig_mod``), else the
+    model itself. Hooks belong on the wrapper (on the module it compiles they would be traced into
+    the compiled region); names and replays come from the eager module, so a parameter reads
+    ``0.weight``, not ``_orig_mod.0.weight``, and a replay runs op by op without recompiling."""
+    while isinstance(getattr(model, "_orig_mod", None), torch.nn.Module) and \
+            type(model).__name__ == "OptimizedModule":
+        model = model._orig_mod
+    return model
+
+
 @contextmanager
 def train_mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
     """Put ``model`` (and every submodule) in train or eval mode; restore each flag afterwards."""

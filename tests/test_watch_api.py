@@ -66,6 +66,20 @@ def test_a_model_saved_whole_during_the_watch_carries_no_watch():
     assert b"Watch" not in pickle.dumps(nw.WatchHook(w._capture))
 
 
+def _double_step_loop(w, model, opt, steps, data, before_step=None):
+    """Two optimizer steps per training step, then ``w.step(loss)``."""
+    for step in range(steps):
+        if before_step is not None:
+            before_step(step)
+        for _ in range(2):
+            x, y = next(data)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+        w.step(loss)
+
+
 def test_a_second_optimizer_step_in_a_step_keeps_its_full_norms_and_lr():
     """A loop that steps the optimizer twice per step (a GAN's two updates): the step that takes
     full gradient norms (every norm_every-th on the CPU) keeps them, and every step its LR."""
@@ -78,22 +92,49 @@ def test_a_second_optimizer_step_in_a_step_keeps_its_full_norms_and_lr():
     # explicit_steps (as the drivers and callbacks): w.step() closes every step from the first,
     # where a plain watch counts each optimizer step as a step until w.step() is first called
     cfg = make_config(None, None, None, {"log_every": 5, "sample_every": 1000})
+    def set_lr(step):
+        for g in opt.param_groups:
+            g["lr"] = 1e-3 * (1 + step)
+        lrs.append(1e-3 * (1 + step))
+
     with Watch(model, opt, config=cfg, explicit_steps=True, on_event=lambda e: None) as w:
-        for step in range(20):
-            for g in opt.param_groups:
-                g["lr"] = 1e-3 * (1 + step)
-            lrs.append(1e-3 * (1 + step))
-            for _ in range(2):
-                x, y = next(data)
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y)
-                loss.backward()
-                opt.step()
-            w.step(loss)
+        _double_step_loop(w, model, opt, 20, data, before_step=set_lr)
     tl = w.timeline
     assert w.norm_every == 5
     assert [i for i, m in enumerate(tl.measured) if m] == [0, 5, 10, 15]
     assert tl.lr == lrs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_plain_loop_stepping_twice_per_w_step_counts_one_step_per_w_step(seed):
+    """Until the first w.step, the optimizer's post-hook closes every optimizer step; a loop that
+    steps twice per w.step had its first iteration counted as two steps, and every later step
+    number off by one. The second w.step settles the rhythm and merges them."""
+    model, opt = make(seed)
+    with nw.watch(model, opt, log_every=5, sample_every=1000) as w:
+        _double_step_loop(w, model, opt, 23, batches(seed))
+    tl = w.timeline
+    assert tl.steps == 23
+    assert all(tl.has_loss)
+    assert [i for i, m in enumerate(tl.measured) if m] == [0, 5, 10, 15, 20]
+
+
+def test_a_loop_that_calls_w_step_late_keeps_the_steps_the_hook_counted():
+    """Four optimizer steps before the first w.step, then one w.step per optimizer step: the
+    rhythm (1 per w.step) is not the hook's (4 before the first), so nothing is merged."""
+    model, opt = make(0)
+    data = batches(0)
+    with nw.watch(model, opt, log_every=5, sample_every=1000) as w:
+        for step in range(12):
+            x, y = next(data)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if step >= 3:
+                w.step(loss)
+    assert w.timeline.steps == 12
+    assert w.timeline.has_loss == [False] * 3 + [True] * 9
 
 
 def test_the_nan_replay_leaves_the_user_rng_and_model_alone():

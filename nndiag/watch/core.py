@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from nndiag.errors import UsageError
+from nndiag.torchhooks import uncompiled
 from nndiag.training_trace import _max_abs_finite
 from nndiag.watch.checks import AmpCheck, NanCheck, UpdatesCheck, make_checks
 from nndiag.watch.config import WatchConfig
@@ -59,19 +60,21 @@ class Watch:
         model, wrapper = unwrap(model)  # DDP: watch its module (names without "module.")
         self.model, self.optimizer, self.scaler, self.scheduler = model, optimizer, scaler, scheduler
         self.cfg = config
-        self.name = name or f"{type(model).__name__} (watched)"
+        eager = uncompiled(model)  # torch.compile: hooks on the wrapper, names without _orig_mod.
+        self.name = name or f"{type(eager).__name__} (watched)"
         self.raise_on_stop, self.on_event, self.replay_loss = raise_on_stop, on_event, replay_loss
         self.external_gradients = external_gradients
         self.replay_shared = replay_shared  # objects the replay must not copy (a Trainer)
         self.timeline = Timeline()
         self.checks = make_checks(config)
         self._by_id = {c.id: c for c in self.checks}
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        named = [(n, p) for n, p in eager.named_parameters() if p.requires_grad]
         self._names, self._params = [n for n, _ in named], [p for _, p in named]
         self.recorder = Recorder(self._names, self._params)
         self.sampling = config.profile != "minimal"
         self._sample_every = config.sample_every if self.sampling else 0  # 0: never sampled
-        self.activations = ActivationSampler(model, config.saturation_input, config.saturation_unit)
+        self.activations = ActivationSampler(model, config.saturation_input, config.saturation_unit,
+                                             trace_root=eager)
         self.updates = UpdateSampler(self._names, self._params)
         first = next(iter(self._params), None)
         on_cuda = first is not None and first.is_cuda
@@ -92,6 +95,8 @@ class Watch:
         self._lr_used: float | None = None
         self._explicit = explicit_steps  # True: w.step() closes every step (drivers, callbacks)
         self._closed_by_hook = False
+        self._hook_closed = 0  # optimizer steps the post-hook saw (until the rhythm is settled)
+        self._rhythm = 0  # optimizer steps before the first w.step, until the second one
         self._sample: dict[str, Any] = {}
         self._pending: list[tuple[int, dict[str, Any]]] = []  # samples not yet read to the host
         self._open = False
@@ -160,15 +165,32 @@ class Watch:
             raise UsageError("w.step() was called outside the watch.",
                              hint="Call it inside `with nndiag.watch(model, optimizer) as w:`.")
         if not self._explicit:
-            self._explicit = True
-            self._drop_post_hook()  # w.step() closes every step from now on: one hook call less
+            self._explicit = True  # w.step() closes every step from now on
             if self._closed_by_hook:  # the optimizer hook already closed this step
+                # the hook closed one step per optimizer step; if this loop steps k times per
+                # w.step, those k were one step. The post-hook stays until the next w.step,
+                # counting optimizer steps, to tell (_settle_rhythm)
+                self._rhythm, self._hook_closed = self._hook_closed, 0
+                if self._rhythm <= 1:
+                    self._drop_post_hook()
                 if loss is not None:
                     self.recorder.set_last_loss(loss, self.timeline)
                     if self.step_index % self.sync_every == 0:  # only at a sync point (CUDA)
                         self._check_loss(loss, self.step_index - 1)
                 return
+            self._drop_post_hook()  # one hook call less per step
+        elif self._rhythm:
+            self._settle_rhythm()
         self._end_step(loss)
+
+    def _settle_rhythm(self) -> None:
+        """At the second ``w.step``: as many optimizer steps since the first one as the hook
+        closed before it means every ``w.step`` covers that many, so the hook's first steps were
+        one training step: merge them, so that every later step number is right."""
+        k, self._rhythm = self._rhythm, 0
+        self._drop_post_hook()
+        if self._hook_closed == k and self.timeline.steps == 0 and self.recorder.merge_first(k):
+            self.step_index -= k - 1
 
     @property
     def report(self):
@@ -227,6 +249,7 @@ class Watch:
                 self._trip(step, "gradient")
 
     def _post_step(self, optimizer, args, kwargs) -> None:
+        self._hook_closed += 1  # optimizer steps since the watch began, or since the first w.step
         if not self._explicit:
             self._end_step(None)
             self._closed_by_hook = True

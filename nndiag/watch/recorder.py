@@ -181,6 +181,19 @@ class Recorder:
         self._lrs.append(lr)
         self._has_loss.append(loss is not None)
 
+    def merge_first(self, k: int) -> bool:
+        """Make the ``k`` buffered steps one (the optimizer stepped ``k`` times in one training
+        step): the last full norms among them, the last loss and LR. False, and nothing changed,
+        unless exactly those ``k`` are buffered."""
+        if k < 2 or len(self._norms) != k or len(self._losses) != k:
+            return False
+        rows = [r for r in self._norms if isinstance(r, torch.Tensor)]
+        self._norms[:] = [rows[-1] if rows else self._norms[-1]]
+        self._losses[:] = self._losses[-1:]
+        self._lrs[:] = self._lrs[-1:]
+        self._has_loss[:] = self._has_loss[-1:]
+        return True
+
     def first_non_finite_loss(self, first_step: int, before: int) -> tuple[int, float] | None:
         """(step, value) of the first non-finite loss still buffered, the buffer holding the steps
         from ``first_step`` on, among those before ``before``; reads the device (a trip only)."""

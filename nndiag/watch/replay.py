@@ -22,7 +22,7 @@ import torch
 
 from nndiag.nan_locator import _FirstNonFinite, _describe
 from nndiag.torchhooks import (CallTracer, all_finite, count_non_finite, is_float_tensor, iter_tensors,
-                               module_label)
+                               module_label, uncompiled)
 
 
 @dataclass
@@ -53,6 +53,7 @@ def replay(model: torch.nn.Module, cap: Captured | None,
            shared: tuple = ()) -> Producer | None:
     """Rerun the captured forward (and backward, with ``loss_of(model, output)``) on a copy;
     ``shared`` objects (a Lightning Trainer the module points to) are referenced, not copied."""
+    model = uncompiled(model)  # torch.compile: replay the eager module (names without _orig_mod.)
     bad = [n for n, p in model.named_parameters() if not all_finite(p)]
     if bad:
         return Producer("parameters", bad[0], f"parameter {bad[0]} already holds NaN/Inf "

@@ -35,8 +35,10 @@ def _units(x: torch.Tensor) -> torch.Tensor:
 class ActivationSampler:
     """Per-site unit statistics of one (or a few) training forwards."""
 
-    def __init__(self, model: torch.nn.Module, saturation_input: float, saturation_unit: float) -> None:
-        self.model = model
+    def __init__(self, model: torch.nn.Module, saturation_input: float, saturation_unit: float,
+                 trace_root: torch.nn.Module | None = None) -> None:
+        self.model = model  # the root hooks go here (a torch.compile wrapper, if there is one)
+        self.trace_root = model if trace_root is None else trace_root  # sites are named from here
         self.limit = saturation_input
         self.unit_fraction = saturation_unit
         self.alive: dict[str, torch.Tensor] = {}  # site -> bool per unit (ever positive)
@@ -81,7 +83,7 @@ class ActivationSampler:
         if not module.training or self._ctx is not None:
             return
         self._calls = {}
-        self._tracer = CallTracer(self.model, on_call=self._on_call, ops=RELU_OPS | SATURATING_OPS)
+        self._tracer = CallTracer(self.trace_root, on_call=self._on_call, ops=RELU_OPS | SATURATING_OPS)
         self._ctx = self._tracer.active()
         self._ctx.__enter__()
 
