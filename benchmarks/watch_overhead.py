@@ -2,20 +2,34 @@
 
     python benchmarks/watch_overhead.py [--steps 100] [--warmup 20] [--repeats 3] [--block 10]
                                         [--models mlp,cnn,lstm,transformer] [--device cpu|cuda|both]
+                                        [--layout same|copies]
 
-For each model (the reference MLP, CNN and LSTM, and a small Transformer encoder) five copies of
-the same initial weights train on the same batch with the same step function: plain; plain again
-(the A/A control: two identical arms differ by this much from memory layout and noise alone);
-watched with the default profile; watched with the ``minimal`` profile (every-step finiteness and
-gradient norms only); and plain under ``torch.autograd.detect_anomaly``. The copies take turns in
-blocks of ``--block`` consecutive steps (a training loop runs warm, one model at a time), with the
-order of the blocks shuffled every round (seeded), so machine load and the cache state an arm
-leaves behind hit all of them alike. Step ``j`` of a variant's block is paired with step ``j`` of
-the plain block of the same round. Per repeat, a
-variant's **median** is the median over its steps of the paired ratio (the steady-state step), and
-its **mean** is its total time over the plain total (the amortized cost, with the per-interval
-flush and the per-50-step samples that a median hides). Each repeat builds fresh copies (new
-memory layout); the table gives the median over repeats and, with ``--spread``, their range.
+For each model (the reference MLP, CNN and LSTM, and a small Transformer encoder) six arms train
+on the same batch with the same step function: plain; plain again (the A/A control: two identical
+arms differ by this much from noise alone); ``floor`` (what any every-step finiteness check that
+stops a NaN before the update must do, and nothing else: a no-op forward pre-hook where the inputs
+would be kept for the NaN replay, a step pre-hook running GradScaler's fused finiteness kernel over
+the biases' gradients and reading its flag, and the loss kept); watched with the default profile;
+watched with the ``minimal`` profile (every-step finiteness and gradient norms only); and plain
+under ``torch.autograd.detect_anomaly``. The arms take turns in blocks of ``--block`` consecutive
+steps (a training loop runs warm, one arm at a time), with the order of the blocks shuffled every
+round (seeded), so machine load and the cache state an arm leaves behind hit all of them alike.
+Step ``j`` of an arm's block is paired with step ``j`` of the plain block of the same round. Per
+repeat, an arm's **median** is the median over its steps of the paired ratio (the steady-state
+step), and its **mean** is its total time over the plain total (the amortized cost, with the
+per-interval flush and the per-50-step samples that a median hides). The table gives the median
+over repeats and, with ``--spread``, their range.
+
+``--layout same`` (the default): every arm trains *one* model and optimizer, each watch attached
+(``start``) for its own blocks only and detached (``close``) after them, the floor's hooks too, so
+all arms run on the same tensors at the same addresses. A block is then one log interval (25
+steps) unless ``--block`` says otherwise, so the flush inside a watched block reads a whole
+interval, as in a continuous run, and the ``close`` after it (untimed) finds nothing left. ``--layout copies``: each arm trains its
+own copy of the initial weights (the method of earlier rounds). Two identical plain copies differ
+by up to 7% in one repeat from memory layout alone (docs/watch.md), which the watch does not
+cause; with one model the A/A arm shows the timing noise alone. Each repeat builds a fresh model
+(new memory layout).
+
 CPU runs use ``torch.set_num_threads(1)`` and, by default, the CPU time of the training thread (a
 shared machine's other processes do not count); ``--clock wall`` uses wall time. The garbage
 collector runs as in any training loop (``--no-gc`` turns it off in the timed steps of every arm
@@ -42,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nndiag.watch as nw  # noqa: E402
 
-ARMS = ("plain", "plain2", "default", "minimal", "anomaly")
+ARMS = ("plain", "plain2", "floor", "default", "minimal", "anomaly")
 MODELS = ("mlp", "cnn", "lstm", "transformer")
 
 
@@ -88,17 +102,71 @@ def cases():
                                                torch.randint(0, 10, (64,))), F.cross_entropy
 
 
-def _arms(model, device, name, with_anomaly):
-    """Fresh copies of ``model``: {arm: (model, optimizer, watch or None)}."""
+def floor_hooks(model, opt) -> list:
+    """The floor arm's hooks (their handles): a no-op forward pre-hook (where the watch keeps the
+    inputs) and a step pre-hook running the fused finiteness kernel over the biases' gradients and
+    reading its flag. What any every-step check that stops a NaN before the update must do."""
+    vectors = [p for p in model.parameters() if p.dim() == 1]
+    found = torch.zeros(1, device=vectors[0].device if vectors else "cpu")
+    unit = torch.ones_like(found)
+    view = found.numpy() if found.device.type == "cpu" else None  # read as the watch reads it
+
+    def flag(optimizer, args, kwargs):
+        grads = [p.grad for p in vectors if p.grad is not None]
+        if grads:
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, unit)
+            return None if (view[0] if view is not None else found.item()) == 0 else None
+
+    return [model.register_forward_pre_hook(lambda module, args, kwargs: None, with_kwargs=True),
+            opt.register_step_pre_hook(flag)]
+
+
+class _Arm:
+    """One arm: the model and optimizer it trains, and what it attaches for its own blocks."""
+
+    def __init__(self, kind, model, opt, name):
+        self.kind, self.model, self.opt = kind, model, opt
+        self.watch = None
+        self.kept = []  # the floor arm keeps its losses as w.step does (25 at a time)
+        self._handles = []
+        if kind in ("default", "minimal"):
+            self.watch = nw.watch(model, opt, profile=kind, name=name, on_event=lambda e: None,
+                                  raise_on_stop=False)
+
+    def attach(self):
+        """Before the arm's block: its watch started, or the floor's hooks registered."""
+        if self.watch is not None:
+            self.watch.start()
+        elif self.kind == "floor":
+            self._handles = floor_hooks(self.model, self.opt)
+
+    def detach(self):
+        """After the block: the watch closed (its hooks removed), the floor's hooks removed."""
+        if self.watch is not None:
+            self.watch.close()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def after_step(self, loss):
+        if self.watch is not None:
+            self.watch.step(loss)
+        elif self.kind == "floor":
+            self.kept.append(loss.data)
+            if len(self.kept) == 25:
+                self.kept.clear()
+
+
+def _arms(model, device, name, with_anomaly, layout="same"):
+    """{arm: _Arm}: one model and optimizer shared by every arm (``same``), or a fresh copy each
+    (``copies``)."""
+    shared = None
     arms = {}
     for v in ARMS if with_anomaly else ARMS[:-1]:
-        m = copy.deepcopy(model).to(device)
-        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-        w = None
-        if v in ("default", "minimal"):
-            w = nw.watch(m, opt, profile=v, name=name, on_event=lambda e: None,
-                         raise_on_stop=False).start()
-        arms[v] = (m, opt, w)
+        if layout == "copies" or shared is None:
+            m = copy.deepcopy(model).to(device)
+            shared = (m, torch.optim.Adam(m.parameters(), lr=1e-3))
+        arms[v] = _Arm(v, *shared, name)
     return arms
 
 
@@ -114,16 +182,19 @@ def _train_step(m, opt, loss_fn, x, y, anomaly):
 
 
 def run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock, with_anomaly=True,
-             no_gc=False, seed=0):
-    """One repeat on fresh copies of ``model``: {arm: [[seconds per step] per timed round]}."""
+             no_gc=False, seed=0, layout="same"):
+    """One repeat on a fresh model (or fresh copies): {arm: [[seconds per step] per timed round]}."""
     x, y = (t.to(device) for t in batch)
-    arms = _arms(model, device, name, with_anomaly)
+    arms = _arms(model, device, name, with_anomaly, layout)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = {v: [] for v in arms}
     order = list(arms)
     shuffle = random.Random(seed).shuffle  # Python's RNG: torch's is the models' business
     rounds_warm, rounds = -(-warmup // block), max(1, -(-steps // block))
     gc_was = gc.isenabled()
+    if layout == "copies":  # each watch stays attached to its own copy for the whole repeat
+        for arm in arms.values():
+            arm.attach()
     try:
         for r in range(rounds_warm + rounds):
             # a new order every round: a rotation would keep each arm behind the same one, and the
@@ -133,17 +204,22 @@ def run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock, w
                 gc.collect()
                 gc.disable()
             for v in order:
-                m, opt, w = arms[v]
+                arm = arms[v]
+                if layout == "same":
+                    arm.attach()
                 anomaly = v == "anomaly"
                 ts = []
-                for _ in range(block):
-                    sync()
-                    t0 = clock()
-                    loss = _train_step(m, opt, loss_fn, x, y, anomaly)
-                    if w is not None:
-                        w.step(loss)
-                    sync()
-                    ts.append(clock() - t0)
+                try:
+                    for _ in range(block):
+                        sync()
+                        t0 = clock()
+                        loss = _train_step(arm.model, arm.opt, loss_fn, x, y, anomaly)
+                        arm.after_step(loss)
+                        sync()
+                        ts.append(clock() - t0)
+                finally:
+                    if layout == "same":
+                        arm.detach()
                 if r >= rounds_warm:
                     times[v].append(ts)
             if no_gc and gc_was:
@@ -151,9 +227,9 @@ def run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock, w
     finally:
         if gc_was:
             gc.enable()
-        for _, _, w in arms.values():
-            if w is not None:
-                w.close()
+        if layout == "copies":
+            for arm in arms.values():
+                arm.detach()
     return times
 
 
@@ -172,13 +248,13 @@ def summarise(times):
 
 
 def bench(name, model, batch, loss_fn, device, steps, warmup, clock=time.thread_time, *,
-          repeats=3, block=10, with_anomaly=True, no_gc=False):
+          repeats=3, block=10, with_anomaly=True, no_gc=False, layout="same"):
     """(median plain step seconds over repeats, {arm: {"median": [...], "mean": [...]}}, one
     value per repeat)."""
     base, per = [], {}
     for rep in range(repeats):
         times = run_once(model, batch, loss_fn, device, name, steps, warmup, block, clock,
-                         with_anomaly, no_gc, seed=rep)
+                         with_anomaly, no_gc, seed=rep, layout=layout)
         b, out = summarise(times)
         base.append(b)
         for v, (med, mean) in out.items():
@@ -201,7 +277,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100, help="timed steps per arm and repeat (>= 50)")
     p.add_argument("--warmup", type=int, default=20, help="steps per arm before the timed ones")
     p.add_argument("--repeats", type=int, default=3, help="fresh copies, timed again (median and range)")
-    p.add_argument("--block", type=int, default=10, help="consecutive steps per arm and turn")
+    p.add_argument("--block", type=int, default=None,
+                   help="consecutive steps per arm and turn (default: 25, one log interval, with "
+                   "--layout same; 10 with --layout copies)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     p.add_argument("--device", default="both", choices=["cpu", "cuda", "both"])
     p.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
@@ -209,12 +287,17 @@ def main(argv=None) -> int:
                    "processes on a shared machine; wall: time.perf_counter")
     p.add_argument("--spread", action="store_true", help="also print each cell's range over repeats")
     p.add_argument("--no-anomaly", action="store_true", help="skip the detect_anomaly arm")
+    p.add_argument("--layout", default="same", choices=["same", "copies"],
+                   help="same: every arm trains one model, each watch attached for its own blocks; "
+                   "copies: one copy of the model per arm")
     p.add_argument("--no-gc", action="store_true",
                    help="garbage collector off in the timed steps (every arm), on between rounds")
     args = p.parse_args(argv)
     wanted = {m.strip().lower() for m in args.models.split(",") if m.strip()}
     if wanted - set(MODELS):
         p.error(f"unknown model(s) {', '.join(sorted(wanted - set(MODELS)))}: use {', '.join(MODELS)}")
+    if args.block is None:
+        args.block = 25 if args.layout == "same" else 10
     for flag in ("steps", "repeats", "block"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} must be at least 1")
@@ -226,8 +309,9 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}; {args.clock} clock; {args.repeats} repeat(s) of {args.steps} "
           f"steps per arm after {args.warmup} warm-up, in blocks of {args.block}; median: median over "
           f"steps of the paired ratio to the plain step; mean: total over plain total; median over "
-          f"repeats{' (range)' if args.spread else ''}; gc {'off' if args.no_gc else 'on'}")
-    cols = [("plain2", "median", "A/A"), ("default", "median", "default"),
+          f"repeats{' (range)' if args.spread else ''}; gc {'off' if args.no_gc else 'on'}; "
+          f"layout {args.layout}")
+    cols = [("plain2", "median", "A/A"), ("floor", "median", "floor"), ("default", "median", "default"),
             ("default", "mean", "default"), ("minimal", "median", "minimal"),
             ("minimal", "mean", "minimal")]
     if not args.no_anomaly:
@@ -244,7 +328,8 @@ def main(argv=None) -> int:
             use = clock if device == "cpu" else time.perf_counter  # CUDA: wall time after sync
             base, per = bench(name, model, batch, loss_fn, device, args.steps, args.warmup, use,
                               repeats=args.repeats, block=args.block,
-                              with_anomaly=not args.no_anomaly, no_gc=args.no_gc)
+                              with_anomaly=not args.no_anomaly, no_gc=args.no_gc,
+                              layout=args.layout)
             cells = " ".join(f"{_cell(per[v][k], args.spread):>{w}}" for v, k, _ in cols)
             print(f"{device:<6} {name:<12} {base * 1e3:>9.3f} {cells}", flush=True)
     return 0

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nndiag.watch as nw  # noqa: E402
-from watch_overhead import TinyTransformer, _reference  # noqa: E402
+from watch_overhead import TinyTransformer, _reference, floor_hooks  # noqa: E402
 
 
 def _case(name: str):
@@ -49,21 +49,6 @@ def _case(name: str):
         return (TinyTransformer(), (torch.randint(0, 100, (64, 32)), torch.randint(0, 10, (64,))),
                 torch.nn.functional.cross_entropy)
     return _reference(name)
-
-
-def _floor_hooks(model, opt) -> None:
-    """The floor arm's hooks: a no-op capture and the fused flag with its read."""
-    vectors = [p for p in model.parameters() if p.dim() == 1]
-    found, unit = torch.zeros(1), torch.ones(1)
-
-    def flag(optimizer, args, kwargs):
-        grads = [p.grad for p in vectors if p.grad is not None]
-        if grads:
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, unit)
-            found.item()
-
-    model.register_forward_pre_hook(lambda module, args, kwargs: None, with_kwargs=True)
-    opt.register_step_pre_hook(flag)
 
 
 def _arms(model, norm_every: list[int]):
@@ -75,7 +60,7 @@ def _arms(model, norm_every: list[int]):
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
         w = None
         if name == "floor":
-            _floor_hooks(m, opt)
+            floor_hooks(m, opt)
         elif name != "plain":
             profile, _, extra = name.partition(":")
             kw = {"norm_every": int(extra.split("=")[1])} if extra else {}
@@ -94,6 +79,47 @@ def _steady(step: int) -> bool:
     return step % 5 != 0 and step % 50 not in (1, 49) and step % 25 != 24
 
 
+def block_medians(model, opt, x, y, loss_fn, arms: dict, rounds: int, seed: int = 0,
+                  warm: int = 5) -> dict[str, list[float]]:
+    """{arm: the median of its block's steps per timed round, in us} on *one* model: ``arms`` maps
+    a name to ``(attach, watch)``, where ``attach()`` registers the arm's hooks for its block and
+    returns their handles, and ``watch`` (or None) is started for the block and closed after it.
+    Blocks of 10 steps in an order shuffled per round; a block's first step (colder after the
+    switch) and a watch's full-norm, flush and sample steps are left out."""
+    order = list(arms)
+    medians: dict[str, list[float]] = {a: [] for a in order}
+    shuffle = random.Random(seed).shuffle
+    clock = time.thread_time_ns
+    for r in range(rounds + warm):
+        shuffle(order)
+        for arm in order:
+            attach, w = arms[arm]
+            handles = attach() if attach is not None else []
+            if w is not None:
+                w.start()
+            block = []
+            try:
+                for j in range(10):
+                    t0 = clock()
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(x), y)
+                    loss.backward()
+                    opt.step()
+                    if w is not None:
+                        w.step(loss)
+                    t1 = clock()
+                    if j >= 1 and (w is None or _steady(w.step_index - 1)):
+                        block.append((t1 - t0) / 1e3)
+            finally:
+                if w is not None:
+                    w.close()
+                for h in handles:
+                    h.remove()
+            if r >= warm and block:
+                medians[arm].append(statistics.median(block))
+    return medians
+
+
 def phases(model, x, y, loss_fn, rounds: int) -> dict[str, dict[str, float]]:
     """{arm: {phase: median microseconds over the steady steps}}."""
     arms = {}
@@ -102,7 +128,7 @@ def phases(model, x, y, loss_fn, rounds: int) -> dict[str, dict[str, float]]:
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
         w = None
         if name == "floor":
-            _floor_hooks(m, opt)
+            floor_hooks(m, opt)
         elif name in ("minimal", "default"):
             w = nw.watch(m, opt, profile=name, on_event=lambda e: None, raise_on_stop=False).start()
         arms[name] = (m, opt, w, {ph: [] for ph in PHASES})

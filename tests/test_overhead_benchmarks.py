@@ -33,3 +33,56 @@ def test_the_hook_call_benchmark_prints_every_callable():
     names = [line[:20].strip() for line in out.splitlines()[2:] if line.strip()]
     assert names == ["none", "lambda", "bound method", "functools.partial", "WatchHook",
                      "proxy method", "proxy __call__"], out
+
+
+def test_the_overhead_table_has_a_row_per_model_and_a_cell_per_arm_in_both_layouts():
+    for layout in ("same", "copies"):
+        out = _run("benchmarks/watch_overhead.py", "--steps", "4", "--warmup", "2", "--repeats", "1",
+                   "--block", "2", "--device", "cpu", "--models", "mlp,lstm", "--layout", layout)
+        assert f"layout {layout}" in out.splitlines()[0], out
+        header = out.splitlines()[1].split()
+        assert header[4:] == ["A/A", "floor", "default", "default", "minimal", "minimal", "anomaly"], out
+        rows = [line.split() for line in out.splitlines()[3:] if line.strip()]
+        assert [r[1] for r in rows] == ["MLP", "LSTM"], out
+        for r in rows:
+            assert len(r) == 10 and all(c.endswith("x") for c in r[3:]), r
+
+
+def test_the_same_layout_trains_one_model_and_each_arm_detaches_after_its_block():
+    """Every arm trains one model; each watch (and the floor's hooks) is attached for its own
+    block only, so the next arm's steps run on the bare model."""
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    import watch_overhead as wo
+
+    model, (x, y), loss_fn = wo._reference("mlp")
+    arms = wo._arms(model, "cpu", "MLP", with_anomaly=False, layout="same")
+    shared = arms["plain"].model
+    assert all(a.model is shared and a.opt is arms["plain"].opt for a in arms.values())
+    opt = arms["plain"].opt
+    for arm in arms.values():
+        arm.attach()
+        hooked = len(shared._forward_pre_hooks) + len(opt._optimizer_step_pre_hooks)
+        assert (hooked == 0) == arm.kind.startswith("plain"), (arm.kind, hooked)
+        for _ in range(3):
+            arm.after_step(wo._train_step(shared, opt, loss_fn, x, y, False))
+        arm.detach()
+        assert not shared._forward_pre_hooks and not shared._forward_hooks, arm.kind
+        assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks, arm.kind
+    assert arms["minimal"].watch.step_index == 3
+
+
+def test_the_versions_benchmark_loads_an_old_watch_beside_the_new_one():
+    import pathlib
+    import shutil
+
+    import pytest
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout (it exports an old revision with git archive)")
+    out = _run("benchmarks/watch_versions.py", "--old", "HEAD", "--rounds", "2")
+    rows = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    assert rows == {"plain2", "old", "new"}, out
+    assert "new - old" in out, out

@@ -171,3 +171,57 @@ def test_the_step_post_hook_goes_once_w_step_closes_the_steps():
     assert w.step_index == 3 and w.timeline.skipped == [False] * 3
     assert w.timeline.loss[0] == pytest.approx(float(loss.detach()), rel=10)  # the losses are there
     assert len(opt._optimizer_step_pre_hooks) == 0 and len(model._forward_pre_hooks) == 0
+
+
+def _routed_steps(monkeypatch, steps=12, **watch_kwargs):
+    """The steps whose step pre-hook took the general path (observe_gradients)."""
+    from nndiag.watch.core import Watch
+
+    general = []
+    real = Watch.observe_gradients
+    monkeypatch.setattr(Watch, "observe_gradients", lambda self: (general.append(self.step_index), real(self))[1])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    with nw.watch(model, opt, on_event=lambda e: None, **watch_kwargs) as w:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    return general, w
+
+
+def test_steady_steps_take_the_one_frame_hook_and_the_others_the_general_path(monkeypatch):
+    """On the CPU four steps in five are steady (nndiag.watch.steady): only the full-norm steps
+    (every 5th) and the sample steps (every 7th here) go through observe_gradients. The steady
+    ones still record their LR and check the small parameters' gradients."""
+    general, w = _routed_steps(monkeypatch, sample_every=7)
+    assert general == [0, 5, 7, 10]
+    assert w.timeline.lr == [0.1] * 12
+    assert w.timeline.measured == [s in (0, 5, 7, 10) for s in range(12)]
+
+
+def test_a_watch_that_syncs_less_often_takes_the_general_path_every_step(monkeypatch):
+    general, _ = _routed_steps(monkeypatch, steps=6, sync_every=2)
+    assert general == list(range(6))
+
+
+def test_a_nan_on_a_steady_step_stops_at_that_step_before_the_update():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    with pytest.raises(nw.TrainingStopped) as stopped:
+        with nw.watch(model, opt, on_event=lambda e: None) as w:
+            for step in range(12):
+                opt.zero_grad()
+                loss = model(x).pow(2).mean() * (float("nan") if step == 8 else 1.0)
+                loss.backward()
+                before = [p.detach().clone() for p in model.parameters()]
+                opt.step()
+                w.step(loss)
+    assert stopped.value.event.step == 8 and 8 % w.norm_every != 0  # a steady step
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no update made

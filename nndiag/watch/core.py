@@ -36,6 +36,7 @@ from nndiag.watch.replay import Captured, replay
 from nndiag.watch.results import build_report
 from nndiag.watch.sampler import ActivationSampler, UpdateSampler, store_samples
 from nndiag.watch.events import TrainingStopped, WatchHook, WatchWarning
+from nndiag.watch.steady import capture_hook, step_pre_hook
 from nndiag.watch.timeline import Event, Timeline
 
 __all__ = ["Watch", "TrainingStopped", "WatchWarning", "WatchHook", "sentinel_parameters"]
@@ -120,9 +121,9 @@ class Watch:
             return self
         self._open = True
         m = self.model
-        self._handles.append(m.register_forward_pre_hook(WatchHook(self._capture), with_kwargs=True))
+        self._handles.append(m.register_forward_pre_hook(capture_hook(self), with_kwargs=True))
         if self.optimizer is not None:
-            self._handles.append(self.optimizer.register_step_pre_hook(WatchHook(self._pre_step)))
+            self._handles.append(self.optimizer.register_step_pre_hook(step_pre_hook(self)))
             if not self._explicit:  # w.step() may never come: the post-hook closes the steps
                 self._post_handle = self.optimizer.register_step_post_hook(WatchHook(self._post_step))
                 self._handles.append(self._post_handle)
@@ -160,7 +161,8 @@ class Watch:
 
     # ---- the user's calls -------------------------------------------------------------------
     def step(self, loss: Any = None) -> None:
-        """Close one training step (call it once per optimizer step, after it), with its loss."""
+        """Close one training step, with its loss: call it once per training step, after the
+        optimizer step (or steps: a loop stepping twice per training step calls it once)."""
         if not self._open:
             raise UsageError("w.step() was called outside the watch.",
                              hint="Call it inside `with nndiag.watch(model, optimizer) as w:`.")
@@ -200,12 +202,6 @@ class Watch:
         return build_report(self.name, self.checks, self.timeline, self._skipped_checks())
 
     # ---- hooks ------------------------------------------------------------------------------
-    def _capture(self, module, args, kwargs) -> None:
-        if module.training:
-            # references only (a tuple, not a Captured: this runs every forward); the RNG state
-            # only matters to a replay of random layers (5 KB copied per forward)
-            self._captured = (args, kwargs, torch.get_rng_state() if self._random else None)
-
     def _pre_step(self, optimizer, args, kwargs) -> None:
         # the optimizer is about to step: a GradScaler that skips the step never calls it
         self._stepped = True
@@ -241,12 +237,17 @@ class Watch:
             # one more tensor op); a finite sum that overflows is told apart just below
             finite = (math.isfinite(row.sum().item()) if full
                       else self.recorder.sentinel_finite(self._small))
-            # the L2 norm of huge but finite values can overflow: confirm with max-abs first
-            bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
-            if self.distributed is not None:  # every rank takes the world's decision
-                bad = self.distributed.any_rank(bad)
-            if bad:
-                self._trip(step, "gradient")
+            if not finite or self.distributed is not None:
+                self._gradient_trip(step, finite)
+
+    def _gradient_trip(self, step: int, finite: bool = False) -> None:
+        """The flag read not finite (or, across ranks, any rank's did): trip, unless the gradients
+        are finite after all (the L2 norm of huge but finite values overflows; max-abs tells)."""
+        bad = not finite and not _max_abs_finite([p.grad for p in self._params if p.grad is not None])
+        if self.distributed is not None:  # every rank takes the world's decision
+            bad = self.distributed.any_rank(bad)
+        if bad:
+            self._trip(step, "gradient")
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         self._hook_closed += 1  # optimizer steps since the watch began, or since the first w.step

@@ -139,6 +139,12 @@ class Recorder:
             return not view[0] if view is not None else self._found.item() == 0.0  # found 0: all finite
         return self._summed_finite(grads)
 
+    def steady_flag(self, small: list[torch.nn.Parameter]) -> bool:
+        """A steady step's gradients (no full norms): marked unmeasured, and the small
+        parameters' flag read (:meth:`sentinel_finite`)."""
+        self._pending = UNMEASURED
+        return self.sentinel_finite(small)
+
     @staticmethod
     def _summed_finite(grads: list[torch.Tensor]) -> bool:
         """The general flag: flatten and concatenate in one call, sum, read (NaN and Inf survive a
