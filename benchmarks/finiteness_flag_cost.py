@@ -133,9 +133,11 @@ def warm_costs(model, x, y, loss_fn, number: int = 20000) -> dict[str, float]:
             for buf in (rec._norms, rec._losses, rec._lrs, rec._has_loss):
                 buf.clear()
 
+        hook = next(iter(opt._optimizer_step_pre_hooks.values()))  # the steady one-frame hook
+
         def pre_hook():
             reset()
-            w._pre_step(opt, (), {})
+            hook(opt, (), {})
 
         def kernel():
             torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in w._small], found, unit)
